@@ -1,0 +1,43 @@
+"""ament_python package; `pip install -e .` works too (ROS wheels come from requirements-ros.txt)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "depth_ft_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy",
+        "scipy",
+        "opencv-python-headless",
+        "scikit-image",
+        "torch",
+        "diffusers>=0.28",
+        "transformers",
+        "huggingface_hub",
+        "safetensors",
+        "rosbags>=0.10",
+    ],
+    extras_require={"test": ["pytest", "ruff"]},
+    zip_safe=True,
+    maintainer="depth_ft_ros maintainers",
+    description="Single-step diffusion depth and normals, metric-aligned, as a ROS 2 node",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "depth-ft-ros = depth_ft_ros.cli:main",
+            "depth_ft_node = depth_ft_ros.ros.node:main",
+        ],
+    },
+)
