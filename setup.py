@@ -28,6 +28,7 @@ setup(
         "huggingface_hub",
         "safetensors",
         "rosbags>=0.10",
+        "pyyaml",
     ],
     extras_require={"test": ["pytest", "ruff"]},
     zip_safe=True,

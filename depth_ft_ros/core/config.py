@@ -1,0 +1,125 @@
+"""The node's configuration, validated without ROS.
+
+Every field is a ROS parameter of the same name (depth_ft_ros.ros.params declares them from this table), so
+the names, defaults, ranges and descriptions live in one place and invalid values fail at start with a message
+that names the parameter and the allowed values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from depth_ft_ros.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Param:
+    """How one configuration field is exposed and checked."""
+
+    description: str
+    choices: tuple[str, ...] = ()
+    min_value: float | None = None
+    max_value: float | None = None
+    length: int | None = None  # for float lists
+
+
+def _param(default: Any, description: str, **kwargs: Any) -> Any:
+    return field(default=default, metadata={"param": Param(description, **kwargs)})
+
+
+def _list_param(default: list[float], description: str, length: int) -> Any:
+    return field(default_factory=lambda: list(default), metadata={"param": Param(description, length=length)})
+
+
+@dataclass
+class NodeConfig:
+    depth_model: str = _param("", "Depth checkpoint: local diffusers folder or Hugging Face id; empty = none")
+    normals_model: str = _param("", "Normals checkpoint: local diffusers folder or Hugging Face id; empty = none")
+    device: str = _param("auto", "Torch device for the models", choices=("auto", "cuda", "cpu"))
+    dtype: str = _param("auto", "Network precision (auto: fp16 on CUDA, fp32 on CPU)",
+                        choices=("auto", "fp16", "bf16", "fp32"))
+    processing_resolution: int = _param(768, "Longest side the network sees, px (0 = native; multiple of 8)",
+                                        min_value=0, max_value=4096)
+    alignment: str = _param("global", "Metric alignment with sparse points", choices=("off", "global", "local"))
+    space: str = _param("auto", "Space of the relative prediction (auto: from the checkpoint)",
+                        choices=("auto", "depth", "disparity"))
+    min_depth: float = _param(0.1, "Metric depths below this are invalid (NaN), m", min_value=0.0, max_value=1e4)
+    max_depth: float = _param(80.0, "Metric depths above this are invalid (NaN), m", min_value=0.0, max_value=1e4)
+    min_points: int = _param(10, "Fewest sparse points a fit needs", min_value=3, max_value=1_000_000)
+    on_few_points: str = _param("hold", "Without a usable fit: hold the last fit for hold_seconds, or publish "
+                                "depth/relative only", choices=("hold", "relative"))
+    hold_seconds: float = _param(2.0, "How long the last good fit is held, s", min_value=0.0, max_value=3600.0)
+    smoothing_seconds: float = _param(0.5, "Time constant of the scale/shift smoothing, s (0 = none)",
+                                      min_value=0.0, max_value=60.0)
+    image_transport: str = _param("raw", "Subscribe to `image` (raw) or `image/compressed`",
+                                  choices=("raw", "compressed"))
+    sparse_input: str = _param("points", "Metric points from `sparse_points` (PointCloud2), `sparse_depth` "
+                               "(Image) or none", choices=("points", "depth", "none"))
+    reliable_qos: bool = _param(True, "Subscribe with RELIABLE QoS (false: best-effort sensor-data QoS)")
+    sync_tolerance: float = _param(0.06, "Largest stamp difference paired with an image, s",
+                                   min_value=0.0, max_value=10.0)
+    sync_wait: float = _param(0.1, "How long a frame waits for its camera_info / sparse points, s",
+                              min_value=0.0, max_value=10.0)
+    use_tf: bool = _param(True, "Look up sparse-point extrinsics with tf2 when tf2_ros is importable")
+    static_translation: list[float] = _list_param(  # noqa: RUF009 - returns a dataclass field
+        [0.0, 0.0, 0.0], "Sparse-points frame -> camera optical frame translation [x, y, z], m (used without tf)",
+        length=3)
+    static_rotation: list[float] = _list_param(  # noqa: RUF009 - returns a dataclass field
+        [0.0, 0.0, 0.0, 1.0], "Sparse-points frame -> camera optical frame rotation quaternion [x, y, z, w]",
+        length=4)
+    see_through_margin: float = _param(1.5, "Drop sparse points this much farther than their neighbours, m "
+                                       "(LiDAR-camera parallax; 0 = off)", min_value=0.0, max_value=1e3)
+    publish_relative: bool = _param(True, "Publish the affine-invariant map on depth/relative")
+    cloud_stride: int = _param(1, "Keep every n-th pixel in `points`", min_value=1, max_value=64)
+    cloud_rgb: bool = _param(True, "Add the rgb field to `points`")
+    cloud_normals: bool = _param(True, "Add normal_x/y/z to `points` (needs normals_model)")
+    cloud_max_range: float = _param(0.0, "Points farther than this are NaN, m (0 = max_depth)",
+                                    min_value=0.0, max_value=1e4)
+    autostart: bool = _param(True, "Configure and activate the lifecycle node at start")
+    diagnostics_period: float = _param(1.0, "Seconds between /diagnostics messages", min_value=0.05,
+                                       max_value=60.0)
+
+    def validate(self) -> NodeConfig:
+        """Check every field against its table entry and the cross-field rules; return self."""
+        for f in fields(self):
+            check_value(f.name, getattr(self, f.name))
+        if not self.depth_model and not self.normals_model:
+            raise ConfigError("parameters depth_model and normals_model are both empty: set at least one "
+                              "(a local checkpoint folder or a Hugging Face id)")
+        if self.processing_resolution % 8:
+            raise ConfigError(f"parameter processing_resolution={self.processing_resolution}: must be 0 or a "
+                              "multiple of 8")
+        if self.max_depth <= self.min_depth:
+            raise ConfigError(f"parameters min_depth={self.min_depth} and max_depth={self.max_depth}: "
+                              "max_depth must be greater than min_depth")
+        quat_norm = math.sqrt(sum(q * q for q in self.static_rotation))
+        if not 0.5 < quat_norm < 2.0:
+            raise ConfigError(f"parameter static_rotation={self.static_rotation}: not a quaternion [x, y, z, w] "
+                              "(norm must be ~1)")
+        return self
+
+
+def param_spec(name: str) -> Param:
+    for f in fields(NodeConfig):
+        if f.name == name:
+            return f.metadata["param"]
+    raise ConfigError(f"unknown parameter {name!r}; known: {', '.join(f.name for f in fields(NodeConfig))}")
+
+
+def check_value(name: str, value: Any) -> None:
+    """Raise ConfigError naming `name` and what it allows when `value` breaks its table entry."""
+    spec = param_spec(name)
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"parameter {name}={value!r}: allowed values are {', '.join(spec.choices)}")
+    if spec.length is not None:
+        values = list(value)
+        if len(values) != spec.length or not all(math.isfinite(float(v)) for v in values):
+            raise ConfigError(f"parameter {name}={values}: needs {spec.length} finite numbers")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"parameter {name}={value}: must be finite")
+        lo, hi = spec.min_value, spec.max_value
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(f"parameter {name}={value}: allowed range is [{lo}, {hi}]")

@@ -1,0 +1,95 @@
+"""Thread-safe hand-over between subscription callbacks (which must never block) and the worker.
+
+- LatestSlot keeps only the newest frame: a frame replaced before the worker took it is dropped and counted.
+- StampBuffer keeps the last few messages of a side stream (camera_info, sparse points) and pairs them with a
+  frame by stamp within a tolerance, waiting a bounded time for one that has not arrived yet.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class LatestSlot(Generic[T]):
+    """A one-item mailbox: put() overwrites, take() waits for an item."""
+
+    def __init__(self) -> None:
+        self._item: T | None = None
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0  # items overwritten before anyone took them
+
+    def put(self, item: T) -> bool:
+        """Store `item`; return True when it replaced an item nobody took (counted in `dropped`)."""
+        with self._cond:
+            replaced = self._item is not None
+            if replaced:
+                self.dropped += 1
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout_s: float | None = None) -> T | None:
+        """The newest item, waiting up to timeout_s; None on timeout or after close()."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout_s)
+            item, self._item = self._item, None
+            return item
+
+    def clear(self) -> None:
+        with self._cond:
+            self._item = None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class StampBuffer(Generic[T]):
+    """The last `maxlen` (stamp_ns, item) pairs of one stream, searchable by stamp."""
+
+    def __init__(self, maxlen: int = 10) -> None:
+        self._items: deque[tuple[int, T]] = deque(maxlen=maxlen)
+        self._cond = threading.Condition()
+
+    def add(self, stamp_ns: int, item: T) -> None:
+        with self._cond:
+            self._items.append((stamp_ns, item))
+            self._cond.notify_all()
+
+    def nearest(self, stamp_ns: int, tolerance_ns: int) -> T | None:
+        """The item whose stamp is closest to stamp_ns, if within tolerance_ns (newest wins ties)."""
+        with self._cond:
+            return self._nearest_locked(stamp_ns, tolerance_ns)
+
+    def wait_nearest(self, stamp_ns: int, tolerance_ns: int, timeout_s: float) -> T | None:
+        """Like nearest(), but waits up to timeout_s for a match to arrive."""
+        with self._cond:
+            match = self._nearest_locked(stamp_ns, tolerance_ns)
+            if match is None and timeout_s > 0:
+                self._cond.wait_for(lambda: self._nearest_locked(stamp_ns, tolerance_ns) is not None, timeout_s)
+                match = self._nearest_locked(stamp_ns, tolerance_ns)
+            return match
+
+    def latest(self) -> T | None:
+        with self._cond:
+            return self._items[-1][1] if self._items else None
+
+    def clear(self) -> None:
+        with self._cond:
+            self._items.clear()
+
+    def _nearest_locked(self, stamp_ns: int, tolerance_ns: int) -> T | None:
+        best: T | None = None
+        best_gap = tolerance_ns + 1
+        for item_stamp_ns, item in self._items:
+            gap = abs(item_stamp_ns - stamp_ns)
+            if gap <= best_gap:
+                best, best_gap = item, gap
+        return best if best_gap <= tolerance_ns else None

@@ -1,0 +1,96 @@
+"""Counters and rolling timings for the node's diagnostics: nothing is dropped without being counted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+
+import numpy as np
+
+
+class RateMeter:
+    """Events per second over a sliding window of wall time."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self._window_s = window_s
+        self._times: deque[float] = deque()
+
+    def tick(self, now_s: float | None = None) -> None:
+        now_s = time.monotonic() if now_s is None else now_s
+        self._times.append(now_s)
+        self._trim(now_s)
+
+    def rate_hz(self, now_s: float | None = None) -> float:
+        now_s = time.monotonic() if now_s is None else now_s
+        self._trim(now_s)
+        if len(self._times) < 2:
+            return 0.0
+        span_s = now_s - self._times[0]
+        return (len(self._times) - 1) / span_s if span_s > 0 else 0.0
+
+    def _trim(self, now_s: float) -> None:
+        while self._times and now_s - self._times[0] > self._window_s:
+            self._times.popleft()
+
+
+class NodeStats:
+    """What the node did with its input, for /diagnostics. Safe to update from several threads."""
+
+    def __init__(self, window: int = 200) -> None:
+        self._lock = threading.Lock()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.dropped: Counter[str] = Counter()  # reason -> count
+        self.warnings: Counter[str] = Counter()  # bad-input kind -> count
+        self.last_warning = ""
+        self.in_rate = RateMeter()
+        self.out_rate = RateMeter()
+        self._latency_ms: deque[float] = deque(maxlen=window)
+        self._stage_ms: dict[str, deque[float]] = {}
+        self._window = window
+
+    def frame_in(self) -> None:
+        with self._lock:
+            self.frames_in += 1
+            self.in_rate.tick()
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        with self._lock:
+            self.dropped[reason] += count
+
+    def warn(self, kind: str, message: str) -> None:
+        with self._lock:
+            self.warnings[kind] += 1
+            self.last_warning = message
+
+    def frame_out(self, latency_ms: float, stages_ms: dict[str, float]) -> None:
+        with self._lock:
+            self.frames_out += 1
+            self.out_rate.tick()
+            self._latency_ms.append(latency_ms)
+            for stage, value_ms in stages_ms.items():
+                self._stage_ms.setdefault(stage, deque(maxlen=self._window)).append(value_ms)
+
+    def snapshot(self) -> dict[str, str]:
+        """Flat key -> text pairs, ready to become diagnostic KeyValues."""
+        with self._lock:
+            values = {
+                "frames_in": str(self.frames_in),
+                "frames_out": str(self.frames_out),
+                "frames_dropped": str(sum(self.dropped.values())),
+                "input_rate_hz": f"{self.in_rate.rate_hz():.2f}",
+                "output_rate_hz": f"{self.out_rate.rate_hz():.2f}",
+                "bad_inputs": str(sum(self.warnings.values())),
+            }
+            values.update({f"dropped.{k}": str(v) for k, v in sorted(self.dropped.items())})
+            values.update({f"bad_input.{k}": str(v) for k, v in sorted(self.warnings.items())})
+            if self.last_warning:
+                values["last_warning"] = self.last_warning
+            if self._latency_ms:
+                lat = np.asarray(self._latency_ms)
+                values["latency_ms.p50"] = f"{np.percentile(lat, 50):.1f}"
+                values["latency_ms.p95"] = f"{np.percentile(lat, 95):.1f}"
+            for stage, samples in sorted(self._stage_ms.items()):
+                values[f"time_ms.{stage}"] = f"{np.median(np.asarray(samples)):.2f}"
+            return values

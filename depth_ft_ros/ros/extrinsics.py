@@ -1,0 +1,57 @@
+"""Where the sparse points' frame sits relative to the camera: tf2 on robots, static parameters otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.time import Time
+from scipy.spatial.transform import Rotation
+
+try:  # tf2_ros ships with a ROS install, not with the pip wheels
+    import tf2_ros
+
+    HAVE_TF2 = True
+except ImportError:  # pragma: no cover - depends on the machine
+    tf2_ros = None
+    HAVE_TF2 = False
+
+
+def pose_to_matrix(translation_m: list[float] | np.ndarray, quaternion_xyzw: list[float] | np.ndarray) -> np.ndarray:
+    """4x4 homogeneous transform from a translation and a (normalised here) quaternion [x, y, z, w]."""
+    matrix = np.eye(4)
+    matrix[:3, :3] = Rotation.from_quat(np.asarray(quaternion_xyzw, dtype=np.float64)).as_matrix()
+    matrix[:3, 3] = np.asarray(translation_m, dtype=np.float64)
+    return matrix
+
+
+class Extrinsics:
+    """Looks up T_camera_source (maps points from a source frame into the camera optical frame)."""
+
+    def __init__(self, node: Node, use_tf: bool, static_translation_m: list[float],
+                 static_rotation_xyzw: list[float]) -> None:
+        self._static = pose_to_matrix(static_translation_m, static_rotation_xyzw)
+        self._buffer = None
+        self._listener = None
+        if use_tf and HAVE_TF2:
+            # The listener must exist for the buffer to receive /tf and /tf_static (a known peer bug).
+            self._buffer = tf2_ros.Buffer()
+            self._listener = tf2_ros.TransformListener(self._buffer, node)
+        self.source = "tf2" if self._buffer is not None else (
+            "static parameters" + ("" if use_tf is False else " (tf2_ros not importable)"))
+
+    def update_static(self, translation_m: list[float], rotation_xyzw: list[float]) -> None:
+        self._static = pose_to_matrix(translation_m, rotation_xyzw)
+
+    def lookup(self, source_frame: str, camera_frame: str) -> np.ndarray | None:
+        """T_camera_source, or None when tf2 has no transform yet. Same frame: identity, no lookup."""
+        if not source_frame or source_frame == camera_frame:
+            return np.eye(4)
+        if self._buffer is None:
+            return self._static
+        try:
+            # Latest available: LiDAR-camera extrinsics are static on nearly every robot.
+            tf = self._buffer.lookup_transform(camera_frame, source_frame, Time())
+        except Exception:  # tf2 raises several lookup exception types; all mean "not available"
+            return None
+        t, q = tf.transform.translation, tf.transform.rotation
+        return pose_to_matrix([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])

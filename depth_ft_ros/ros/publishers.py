@@ -1,0 +1,68 @@
+"""The node's outputs: one lifecycle publisher per topic, each output computed only when someone listens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rclpy.lifecycle import LifecycleNode
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from depth_ft_ros.core.colorize import colorize_depth, colorize_normals
+from depth_ft_ros.core.pipeline import FrameResult
+from depth_ft_ros.ros import convert
+
+# REP 2003: drivers publish reliable; KEEP_LAST 5 bounds memory when a subscriber is slow.
+OUTPUT_QOS = QoSProfile(depth=5)
+
+
+class FramePublishers:
+    def __init__(self, node: LifecycleNode, publish_relative: bool) -> None:
+        self._node = node
+        make = node.create_lifecycle_publisher
+        self.depth = make(Image, "depth", OUTPUT_QOS)
+        self.depth_info = make(CameraInfo, "depth/camera_info", OUTPUT_QOS)
+        self.relative = make(Image, "depth/relative", OUTPUT_QOS) if publish_relative else None
+        self.normals = make(Image, "normals", OUTPUT_QOS)
+        self.points = make(PointCloud2, "points", OUTPUT_QOS)
+        self.colorized = make(Image, "depth/colorized", OUTPUT_QOS)
+        # RViz's Image display cannot show 32FC3: a bgr8 picture of the normals for people.
+        self.normals_colorized = make(Image, "normals/colorized", OUTPUT_QOS)
+
+    def _all(self) -> list[Any]:
+        return [p for p in (self.depth, self.depth_info, self.relative, self.normals, self.points,
+                            self.colorized, self.normals_colorized) if p is not None]
+
+    def anyone_listening(self) -> bool:
+        return any(p.get_subscription_count() > 0 for p in self._all())
+
+    def wants_normals(self) -> bool:
+        return any(p.get_subscription_count() > 0 for p in (self.normals, self.normals_colorized))
+
+    def wants_cloud(self) -> bool:
+        return self.points.get_subscription_count() > 0
+
+    def publish(self, header: Any, result: FrameResult, rgb: np.ndarray) -> None:
+        """Every output carries the input image's stamp and the camera's optical frame_id (`header`)."""
+        if result.depth_m is not None:
+            self.depth.publish(convert.depth_to_msg(result.depth_m, header))
+            self.depth_info.publish(convert.camera_to_camera_info(result.camera, header))
+        if self.relative is not None and result.relative is not None:
+            self.relative.publish(convert.depth_to_msg(result.relative, header))
+        if result.normals is not None:
+            self.normals.publish(convert.normals_to_msg(result.normals, header))
+            if self.normals_colorized.get_subscription_count() > 0:
+                self.normals_colorized.publish(convert.bgr_to_msg(colorize_normals(result.normals), header))
+        if result.cloud is not None:
+            self.points.publish(convert.structured_to_pointcloud2(result.cloud, header, is_dense=False))
+        if self.colorized.get_subscription_count() > 0:
+            shown = result.depth_m if result.depth_m is not None else result.relative
+            if shown is not None:
+                # Relative disparity grows toward the camera: show it the other way round to depth.
+                inverse = result.depth_m is not None or result.space != "disparity"
+                self.colorized.publish(convert.bgr_to_msg(colorize_depth(shown, inverse=inverse), header))
+
+    def destroy(self) -> None:
+        for pub in self._all():
+            self._node.destroy_lifecycle_publisher(pub)

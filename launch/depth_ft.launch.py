@@ -1,0 +1,58 @@
+"""ros2 launch depth_ft_ros depth_ft.launch.py [camera:=/camera] [image:=...] [params_file:=...] [rviz:=true]
+
+Starts depth_ft_node (configures and activates itself: autostart) with its topics remapped to a camera
+namespace, and optionally RViz with the bundled display config.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode, Node
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory("depth_ft_ros")
+    arg = LaunchConfiguration
+    camera = arg("camera")
+
+    def topic(name: str, default_suffix: str) -> DeclareLaunchArgument:
+        return DeclareLaunchArgument(
+            name, default_value=[camera, "/", default_suffix],
+            description=f"input topic remapped to the node's `{default_suffix}` (default: <camera>/{default_suffix})")
+
+    return LaunchDescription([
+        DeclareLaunchArgument("camera", default_value="/camera", description="camera namespace"),
+        topic("image", "image_raw"),
+        topic("camera_info", "camera_info"),
+        DeclareLaunchArgument("sparse_points", default_value="/lidar/points",
+                              description="metric points (PointCloud2, any frame: tf or static extrinsics)"),
+        DeclareLaunchArgument("sparse_depth", default_value="/sparse_depth",
+                              description="sparse depth image (when sparse_input: depth)"),
+        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "depth_ft.yaml"),
+                              description="parameters YAML"),
+        DeclareLaunchArgument("namespace", default_value="depth_ft", description="namespace of the outputs"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/depth_ft.rviz"),
+        LifecycleNode(
+            package="depth_ft_ros", executable="depth_ft_node", name="depth_ft_node", namespace=arg("namespace"),
+            output="screen",
+            parameters=[arg("params_file"), {"use_sim_time": arg("use_sim_time")}],
+            remappings=[
+                ("image", arg("image")),
+                ("image/compressed", [arg("image"), "/compressed"]),
+                ("camera_info", arg("camera_info")),
+                ("sparse_points", arg("sparse_points")),
+                ("sparse_depth", arg("sparse_depth")),
+            ],
+        ),
+        Node(
+            package="rviz2", executable="rviz2", name="rviz2", output="screen",
+            arguments=["-d", os.path.join(share, "config", "depth_ft.rviz")],
+            parameters=[{"use_sim_time": arg("use_sim_time")}],
+            condition=IfCondition(arg("rviz")),
+        ),
+    ])
