@@ -70,13 +70,20 @@ class DepthFtNode(LifecycleNode):
         except DepthFtError as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # rclpy's lifecycle swallows callback exceptions without a word: say it here
+            self.get_logger().error(f"configure failed: {exc!r}\n{traceback.format_exc()}")
+            return TransitionCallbackReturn.FAILURE
         self.get_logger().info(f"models loaded: {self.pipeline.describe()}")
         self._pubs = FramePublishers(self, publish_relative=cfg.publish_relative)
-        qos = QoSProfile(depth=5) if cfg.reliable_qos else qos_profile_sensor_data
+        # Measured across processes (README, "QoS"): reliable depth 1 receives every frame a reliable driver sends
+        # and keeps only the newest when inference is slower; best effort lost most 1 MB images.
+        image_qos = QoSProfile(depth=1) if cfg.reliable_qos else qos_profile_sensor_data
+        qos = QoSProfile(depth=10) if cfg.reliable_qos else qos_profile_sensor_data
         if cfg.image_transport == "compressed":
-            self._subs.append(self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos))
+            self._subs.append(self.create_subscription(CompressedImage, "image/compressed", self._on_image,
+                                                       image_qos))
         else:
-            self._subs.append(self.create_subscription(Image, "image", self._on_image, qos))
+            self._subs.append(self.create_subscription(Image, "image", self._on_image, image_qos))
         self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos))
         if cfg.sparse_input == "points":
             self._subs.append(self.create_subscription(PointCloud2, "sparse_points", self._on_sparse, qos))
@@ -171,8 +178,10 @@ class DepthFtNode(LifecycleNode):
             try:
                 self._process(msg, arrival_s)
             except InputError as exc:
+                self.stats.drop("bad_input")  # the frame produced no output: count it as dropped too
                 self._warn(_kind_of(str(exc)), str(exc))
             except Exception as exc:  # keep running: one bad frame must not kill the node
+                self.stats.drop("internal_error")
                 self._warn("internal_error", f"{exc!r}")
                 self.get_logger().debug(traceback.format_exc())
 
