@@ -69,8 +69,8 @@ class NodeConfig:
     static_rotation: list[float] = _list_param(  # noqa: RUF009 - returns a dataclass field
         [0.0, 0.0, 0.0, 1.0], "Sparse-points frame -> camera optical frame rotation quaternion [x, y, z, w]",
         length=4)
-    see_through_margin: float = _param(1.5, "Drop sparse points this much farther than their neighbours, m "
-                                       "(LiDAR-camera parallax; 0 = off)", min_value=0.0, max_value=1e3)
+    see_through_margin: float = _param(0.3, "Drop sparse points farther than their 7x7 neighbours by this + 10 %, "
+                                       "m (LiDAR-camera parallax; 0 = off)", min_value=0.0, max_value=1e3)
     publish_relative: bool = _param(True, "Publish the affine-invariant map on depth/relative")
     cloud_stride: int = _param(1, "Keep every n-th pixel in `points`", min_value=1, max_value=64)
     cloud_rgb: bool = _param(True, "Add the rgb field to `points`")

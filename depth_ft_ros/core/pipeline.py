@@ -74,10 +74,11 @@ class FrameResult:
 
 def camera_for_image(camera: PinholeCamera, width: int, height: int) -> PinholeCamera:
     """The camera scaled to an image of another size (binned or resized stream); refuses another aspect ratio."""
-    if (camera.width, camera.height) == (width, height):
+    cam_w, cam_h = camera.image_width, camera.image_height  # after binning / ROI
+    if (cam_w, cam_h) == (width, height):
         return camera
-    if abs(camera.width * height - camera.height * width) > 0.01 * camera.width * height:
-        raise InputError(f"camera_info is {camera.width}x{camera.height} but the image is {width}x{height} "
+    if abs(cam_w * height - cam_h * width) > 0.01 * cam_w * height:
+        raise InputError(f"camera_info is {cam_w}x{cam_h} but the image is {width}x{height} "
                          "(another aspect ratio): frame skipped")
     return camera.scaled(width, height)
 
@@ -96,7 +97,7 @@ class FramePipeline:
         # Encode once when both models share the VAE (E2E-FT and Lotus publish one checkpoint per task).
         self.shared_encoder = (depth_predictor is not None and normals_predictor is not None
                                and depth_predictor.vae_key == normals_predictor.vae_key)
-        self.filter = ScaleShiftFilter(time_constant_s=config.smoothing_seconds, hold_s=config.hold_seconds)
+        self.filter = ScaleShiftFilter(time_constant_s=config.smoothing_seconds, hold_seconds=config.hold_seconds)
 
     @classmethod
     def load(cls, config: NodeConfig) -> FramePipeline:
@@ -193,7 +194,8 @@ class FramePipeline:
         cfg = self.config
         if frame.points_cam_m is not None:
             return project_sparse_points(frame.points_cam_m, frame.camera, min_depth_m=cfg.min_depth,
-                                         max_depth_m=cfg.max_depth, see_through_margin_m=cfg.see_through_margin)
+                                         max_depth_m=cfg.max_depth, filter_see_through=cfg.see_through_margin > 0,
+                                         see_through_margin_m=cfg.see_through_margin)
         if frame.sparse_depth_m is not None:
             return sparse_from_depth_image(frame.sparse_depth_m, "32FC1", target_size=frame.rgb.shape[1::-1])
         return None
@@ -218,7 +220,7 @@ class FramePipeline:
             residual_m=fit.residual_m, reason=fit.reason or "", filter_action=filtered.action,
             dropped_points=sparse.dropped if sparse is not None else {},
         )
-        use_held = filtered.valid and (fit.ok or cfg.on_few_points == "hold")
+        use_held = filtered.ok and (fit.ok or cfg.on_few_points == "hold")
         if not use_held:
             return None, report
         report.state = "fitted" if fit.ok else "held"
@@ -226,6 +228,8 @@ class FramePipeline:
         depth_m = apply_scale_shift(relative, filtered.scale, filtered.shift, self.space,
                                     cfg.min_depth, cfg.max_depth)
         if cfg.alignment == "local" and fit.ok and sparse is not None:
-            depth_m = refine_local(depth_m, sparse.uv[fit.inliers], sparse.z_m[fit.inliers], guide=frame.rgb,
-                                   min_depth_m=cfg.min_depth, max_depth_m=cfg.max_depth)
+            # All points, not only the global inliers: the local outlier test re-admits points that a smooth
+            # model error pushed out of the global fit.
+            depth_m = refine_local(depth_m, sparse.uv, sparse.z_m, min_depth_m=cfg.min_depth,
+                                   max_depth_m=cfg.max_depth)
         return depth_m, report

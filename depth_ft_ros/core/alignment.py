@@ -1,0 +1,309 @@
+"""Affine-invariant prediction -> metric depth with sparse metric points (global scale/shift, optionally local).
+
+The fit happens in the prediction's own space (alignment.md): depth models (Marigold, E2E-FT) z ~ s*p + t;
+disparity models (Lotus-disparity, MiDaS, Depth Anything) 1/z ~ s*p + t. Fitting in the wrong space leaves an
+error no pair (s, t) removes.
+
+Residuals are relative by default, (s*p + t - y) / y with y = z or 1/z: plain squared error in depth space is
+dominated by far points and in disparity space by near ones; relative residuals weigh every point like AbsRel
+does. relative=False with robust=False is exactly np.linalg.lstsq on [p, 1] (Marigold's evaluation).
+
+Robust fit (default "irls"): Huber IRLS (scale from the MAD), then points within inlier_k robust sigmas are
+the inliers and a plain least-squares fit uses only them (repeated with the inliers' own sigma until the set
+is stable). "lmeds" (least median of squares over random
+point pairs, then the same refit) tolerates up to ~50 % outliers but is slower with many points (measured by
+eval-alignment, "Robust fit" table in BENCHMARKS.md: both exact at 30 % outliers; 5000 points IRLS ~2-4 ms,
+LMedS ~17 ms), hence IRLS by default.
+
+Pixel coordinates uv are (column, row) integers of the *prediction*: project the points with the camera
+scaled to the prediction size (PinholeCamera.scaled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from depth_ft_ros.core.errors import InputError
+
+SPACES = ("depth", "disparity")
+ROBUST_METHODS = ("irls", "lmeds")
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass
+class FitResult:
+    """One scale/shift fit. residual: RMS of the relative fit-space residual over inliers (dimensionless,
+    ~ relative depth error); residual_m: median |aligned depth - z| over inliers, metres."""
+
+    ok: bool
+    scale: float
+    shift: float
+    space: str
+    inliers: np.ndarray  # bool over the input points (False for points that could not be used)
+    n_points: int  # usable points (finite prediction and depth)
+    n_inliers: int
+    residual: float
+    residual_m: float
+    reason: str | None = None
+    pred_range: tuple[float, float] = (float("nan"), float("nan"))  # 10th/90th pct prediction at inliers
+    robust_method: str = "none"
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def refused(cls, space: str, n_points: int, reason: str, n_input: int | None = None) -> FitResult:
+        """A refusal made by the caller (e.g. too few points to try)."""
+        nan = float("nan")
+        inliers = np.zeros(n_points if n_input is None else n_input, dtype=bool)
+        return cls(False, nan, nan, space, inliers, n_points, 0, nan, nan, reason)
+
+
+def _check_space(space: str) -> None:
+    if space not in SPACES:
+        raise InputError(f"alignment space must be one of {SPACES}, got {space!r}")
+
+
+def sample_prediction(prediction: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Prediction values at integer pixels uv (N, 2) = (column, row); InputError if any lies outside."""
+    pred = np.asarray(prediction)
+    if pred.ndim != 2:
+        raise InputError(f"prediction must be a 2-D (H, W) array, got shape {pred.shape}")
+    uv_arr = np.asarray(uv)
+    if uv_arr.ndim != 2 or uv_arr.shape[1] != 2:
+        raise InputError(f"uv must be (N, 2) pixel coordinates, got shape {uv_arr.shape}")
+    if uv_arr.dtype.kind == "f":
+        uv_arr = np.floor(uv_arr + 0.5)
+    ui, vi = uv_arr[:, 0].astype(np.int64), uv_arr[:, 1].astype(np.int64)
+    h, w = pred.shape
+    if uv_arr.shape[0] and (ui.min() < 0 or vi.min() < 0 or ui.max() >= w or vi.max() >= h):
+        raise InputError(f"uv has pixels outside the {w}x{h} prediction: project points at the prediction size")
+    return pred[vi, ui].astype(np.float64)
+
+
+def _wls(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Weighted least squares y ~ s*p + t (closed form on centred data; w = weights of squared residuals)."""
+    sw = w.sum()
+    if sw <= 0:
+        return float("nan"), float("nan")
+    pm, ym = (w * p).sum() / sw, (w * y).sum() / sw
+    dp = p - pm
+    var = (w * dp * dp).sum()
+    if var <= 0:
+        return float("nan"), float("nan")
+    s = (w * dp * (y - ym)).sum() / var
+    return float(s), float(ym - s * pm)
+
+
+def _irls(p: np.ndarray, y: np.ndarray, a: np.ndarray, w0: np.ndarray, huber_k: float, max_iter: int,
+          sigma_floor: float) -> tuple[float, float, float]:
+    """Huber IRLS on residuals a*(s*p + t - y); returns (s, t, robust sigma)."""
+    aw = w0 * a * a
+    s, t = _wls(p, y, aw)
+    sigma = sigma_floor
+    for _ in range(max_iter):
+        r = a * (s * p + t - y)
+        sigma = max(_MAD_TO_SIGMA * float(np.median(np.abs(r - np.median(r)))), sigma_floor)
+        ar = np.abs(r)
+        hub = np.minimum(1.0, huber_k * sigma / np.maximum(ar, 1e-300))
+        s_new, t_new = _wls(p, y, aw * hub)
+        done = abs(s_new - s) <= 1e-9 * abs(s) + 1e-15 and abs(t_new - t) <= 1e-9 * (abs(t) + abs(s)) + 1e-15
+        s, t = s_new, t_new
+        if done or not np.isfinite(s):
+            break
+    return s, t, sigma
+
+
+def _lmeds(p: np.ndarray, y: np.ndarray, a: np.ndarray, n_hypotheses: int, seed: int,
+           sigma_floor: float) -> tuple[float, float, float]:
+    """Least median of squares over random point pairs (deterministic seed); returns (s, t, robust sigma)."""
+    rng = np.random.default_rng(seed)
+    n = p.size
+    i = rng.integers(0, n, n_hypotheses)
+    j = rng.integers(0, n, n_hypotheses)
+    dp = p[j] - p[i]
+    good = np.abs(dp) > 1e-12 * (np.abs(p).max() + 1e-300)
+    i, j, dp = i[good], j[good], dp[good]
+    s = (y[j] - y[i]) / dp
+    t = y[i] - s * p[i]
+    pos = s > 0
+    if not np.any(pos):
+        return float("nan"), float("nan"), sigma_floor
+    s, t = s[pos], t[pos]
+    r = a[None, :] * (s[:, None] * p[None, :] + t[:, None] - y[None, :])
+    med = np.median(np.abs(r), axis=1)
+    best = int(np.argmin(med))
+    # Rousseeuw's small-sample correction of the LMedS scale.
+    sigma = max(_MAD_TO_SIGMA * (1 + 5.0 / max(n - 2, 1)) * float(med[best]), sigma_floor)
+    return float(s[best]), float(t[best]), sigma
+
+
+def fit_scale_shift(
+    prediction: np.ndarray,
+    uv: np.ndarray,
+    z: np.ndarray,
+    space: str = "depth",
+    robust: bool = True,
+    weights: np.ndarray | None = None,
+    *,
+    relative: bool = True,
+    robust_method: str = "irls",
+    min_points: int = 8,
+    min_range_rel: float = 0.05,
+    huber_k: float = 1.345,
+    inlier_k: float = 3.0,
+    max_iter: int = 20,
+    n_hypotheses: int = 200,
+    seed: int = 0,
+) -> FitResult:
+    """Fit metric ~ s*prediction + t at the sparse points (uv (N,2) column/row ints, z (N,) metres).
+
+    Refuses (ok=False, reason set, scale/shift NaN) with fewer than min_points usable points, when the points
+    span too small a range (5..95th percentile spread < min_range_rel x median in the fit space: scale and
+    shift are then not separable), or when the fitted scale is not positive.
+    """
+    _check_space(space)
+    if robust and robust_method not in ROBUST_METHODS:
+        raise InputError(f"robust_method must be one of {ROBUST_METHODS}, got {robust_method!r}")
+    z_arr = np.asarray(z, dtype=np.float64).ravel()
+    p_all = sample_prediction(prediction, uv)
+    if p_all.shape[0] != z_arr.shape[0]:
+        raise InputError(f"uv has {p_all.shape[0]} points but z has {z_arr.shape[0]}")
+    w_all = np.ones_like(z_arr) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if w_all.shape != z_arr.shape:
+        raise InputError(f"weights must have one value per point ({z_arr.shape[0]}), got {w_all.shape}")
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(p_all) & np.isfinite(z_arr) & (z_arr > 0) & np.isfinite(w_all) & (w_all > 0)
+    inliers = np.zeros(z_arr.shape, dtype=bool)
+    n_usable = int(np.count_nonzero(usable))
+
+    def refuse(reason: str) -> FitResult:
+        result = FitResult.refused(space, n_usable, reason, n_input=z_arr.shape[0])
+        result.robust_method = robust_method if robust else "none"
+        return result
+
+    if n_usable < min_points:
+        return refuse(f"too few points: {n_usable} usable, need {min_points}")
+    p, zz, w0 = p_all[usable], z_arr[usable], w_all[usable]
+    y = zz if space == "depth" else 1.0 / zz
+    lo, med, hi = np.percentile(y, [5, 50, 95])
+    if hi - lo < min_range_rel * med:
+        return refuse(f"depth range too small: points span {100 * (hi - lo) / med:.1f}% of their median, "
+                      f"need {100 * min_range_rel:.0f}% to separate scale and shift")
+    if np.ptp(p) <= 1e-12 * max(float(np.abs(p).max()), 1e-300):
+        return refuse("prediction is constant at the points")
+    a = 1.0 / y if relative else np.ones_like(y)
+    sigma_floor = 1e-4 if relative else 1e-4 * float(med)
+
+    if robust:
+        if robust_method == "irls":
+            s, t, sigma = _irls(p, y, a, w0, huber_k, max_iter, sigma_floor)
+        else:
+            s, t, sigma = _lmeds(p, y, a, n_hypotheses, seed, sigma_floor)
+        # Inliers within inlier_k robust sigmas, refitted by plain least squares; repeated with the sigma of
+        # the inliers alone (the first sigma is inflated by the outliers) until the set stops changing.
+        inl = np.ones_like(y, dtype=bool)
+        for _ in range(5):
+            r = a * (s * p + t - y)
+            new_inl = np.abs(r) <= inlier_k * sigma
+            if np.count_nonzero(new_inl) < max(min_points, 2) or np.array_equal(new_inl, inl):
+                break
+            inl = new_inl
+            s, t = _wls(p[inl], y[inl], w0[inl] * a[inl] ** 2)
+            r_in = a[inl] * (s * p[inl] + t - y[inl])
+            sigma = max(_MAD_TO_SIGMA * float(np.median(np.abs(r_in - np.median(r_in)))), sigma_floor)
+    else:
+        s, t = _wls(p, y, w0 * a * a)
+        inl = np.ones_like(y, dtype=bool)
+    if not (np.isfinite(s) and np.isfinite(t)):
+        return refuse("fit did not converge (degenerate points)")
+    if s <= 0:
+        return refuse(f"non-positive scale {s:.4g}: the prediction does not increase with the metric "
+                      f"{'depth' if space == 'depth' else 'inverse depth'} (wrong space or bad points?)")
+    inliers[np.flatnonzero(usable)[inl]] = True
+    rel = (s * p[inl] + t - y[inl]) / y[inl]
+    fitted = s * p[inl] + t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth_fit = fitted if space == "depth" else 1.0 / fitted
+    residual_m = float(np.median(np.abs(depth_fit - zz[inl])))
+    p_lo, p_hi = np.percentile(p[inl], [10, 90])
+    return FitResult(True, float(s), float(t), space, inliers, n_usable, int(np.count_nonzero(inl)),
+                     float(np.sqrt(np.mean(rel * rel))), residual_m, None, (float(p_lo), float(p_hi)),
+                     robust_method if robust else "none")
+
+
+def apply_scale_shift(
+    prediction: np.ndarray,
+    scale: float | np.ndarray,
+    shift: float | np.ndarray,
+    space: str = "depth",
+    min_depth: float = 1e-3,
+    max_depth: float = np.inf,
+) -> np.ndarray:
+    """Metric depth (float32 HxW, metres) from the prediction; NaN where non-positive or outside
+    [min_depth, max_depth]. scale/shift may be scalars or per-pixel maps."""
+    _check_space(space)
+    pred = np.asarray(prediction, dtype=np.float32)
+    fitted = pred * np.float32(scale) if np.isscalar(scale) else pred * np.asarray(scale, np.float32)
+    fitted += np.float32(shift) if np.isscalar(shift) else np.asarray(shift, np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = fitted if space == "depth" else np.reciprocal(fitted, out=fitted)
+        bad = ~((depth >= max(min_depth, np.finfo(np.float32).tiny)) & (depth <= max_depth) & np.isfinite(depth))
+    depth[bad] = np.nan
+    return depth
+
+
+@dataclass
+class AlignResult:
+    depth_m: np.ndarray  # float32 HxW metres, NaN invalid
+    fit: FitResult  # the global fit (also the base of a local correction)
+    method: str  # "global" or "local": what was actually used
+    local: dict[str, float] | None = None  # diagnostics of the local correction, when used
+    note: str | None = None  # why local fell back to global, if it did
+
+
+def align_detailed(
+    prediction: np.ndarray,
+    uv: np.ndarray,
+    z: np.ndarray,
+    space: str = "depth",
+    method: str = "global",
+    min_depth: float = 1e-3,
+    max_depth: float = np.inf,
+    robust: bool = True,
+    fit_kwargs: dict | None = None,
+    local_kwargs: dict | None = None,
+) -> AlignResult:
+    """Like align() but returns the fit and what was done. Raises InputError when the global fit refuses;
+    "local" falls back to the global result (method="global", note set) when the points cannot support it."""
+    if method not in ("global", "local"):
+        raise InputError(f"alignment method must be 'global' or 'local', got {method!r}")
+    fit = fit_scale_shift(prediction, uv, z, space=space, robust=robust, **(fit_kwargs or {}))
+    if not fit.ok:
+        raise InputError(f"metric alignment refused: {fit.reason}")
+    depth = apply_scale_shift(prediction, fit.scale, fit.shift, space, min_depth, max_depth)
+    if method == "global":
+        return AlignResult(depth, fit, "global")
+    from depth_ft_ros.core.local_alignment import local_refine
+
+    refined = local_refine(depth, uv, z, fit, **(local_kwargs or {}))
+    if refined.depth_m is None:
+        return AlignResult(depth, fit, "global", note=refined.note)
+    out = refined.depth_m
+    with np.errstate(invalid="ignore"):
+        out[~((out >= min_depth) & (out <= max_depth))] = np.nan
+    return AlignResult(out, fit, "local", local=refined.info)
+
+
+def align(
+    prediction: np.ndarray,
+    uv: np.ndarray,
+    z: np.ndarray,
+    space: str = "depth",
+    method: str = "global",
+    min_depth: float = 1e-3,
+    max_depth: float = np.inf,
+    robust: bool = True,
+) -> np.ndarray:
+    """Metric depth (float32 HxW metres, NaN invalid) from an affine-invariant prediction and sparse points."""
+    return align_detailed(prediction, uv, z, space, method, min_depth, max_depth, robust).depth_m

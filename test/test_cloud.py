@@ -1,0 +1,78 @@
+"""cloud_arrays: points equal the backprojection, fields/dtype as PointCloud2 needs, rgb packing, resizing."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from depth_ft_ros.core.camera import PinholeCamera
+from depth_ft_ros.core.cloud import cloud_arrays, cloud_dtype
+from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.core.middlebury import load_motorcycle
+
+
+def _xyz(cloud: np.ndarray) -> np.ndarray:
+    return np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=-1)
+
+
+def test_cloud_points_are_the_backprojection_of_the_depth() -> None:
+    frame = load_motorcycle()
+    cloud = cloud_arrays(frame.depth_m, frame.camera)
+    assert cloud.shape == frame.depth_m.shape
+    np.testing.assert_array_equal(_xyz(cloud), frame.camera.backproject(frame.depth_m))
+    # and the definition, independently: X = (u - cx) Z / fx
+    v, u = np.mgrid[:500, :741]
+    ok = np.isfinite(frame.depth_m)
+    np.testing.assert_allclose(cloud["x"][ok], ((u - 311.193) * frame.depth_m / 994.978)[ok], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cloud["y"][ok], ((v - 254.877) * frame.depth_m / 994.978)[ok], rtol=1e-5, atol=1e-6)
+    assert np.isnan(_xyz(cloud)[~ok]).all()
+
+
+def test_dtype_is_plain_float32_fields_in_order() -> None:
+    assert cloud_dtype().names == ("x", "y", "z") and cloud_dtype().itemsize == 12
+    dt = cloud_dtype(rgb=True, normals=True)
+    assert dt.names == ("x", "y", "z", "rgb", "normal_x", "normal_y", "normal_z")
+    assert dt.itemsize == 28 and [dt.fields[n][1] for n in dt.names] == list(range(0, 28, 4))
+    assert all(dt.fields[n][0] == np.float32 for n in dt.names)
+
+
+def test_rgb_is_packed_0x00rrggbb_and_resized_to_the_depth() -> None:
+    frame = load_motorcycle()
+    depth = cv2.resize(np.nan_to_num(frame.depth_m), (370, 250), interpolation=cv2.INTER_NEAREST)
+    cloud = cloud_arrays(depth, frame.camera, rgb=np.asarray(frame.rgb))
+    small = cv2.resize(np.asarray(frame.rgb), (370, 250), interpolation=cv2.INTER_AREA).astype(np.uint32)
+    expected = (small[..., 0] << 16) | (small[..., 1] << 8) | small[..., 2]
+    np.testing.assert_array_equal(cloud["rgb"].view(np.uint32), expected)
+    # the camera is scaled to the depth size (as depth_image_proc does)
+    cam = frame.camera.scaled(370, 250)
+    np.testing.assert_array_equal(_xyz(cloud), cam.backproject(np.where(depth > 0, depth, np.nan)))
+
+
+def test_normals_stride_and_max_range() -> None:
+    cam = PinholeCamera.from_intrinsics(50.0, 50.0, 31.5, 23.5, 64, 48)
+    depth = np.linspace(1.0, 9.0, 64 * 48, dtype=np.float32).reshape(48, 64)
+    depth[0, 0] = np.nan
+    normals = np.zeros((48, 64, 3), np.float32)
+    normals[..., 2] = -1.0
+    cloud = cloud_arrays(depth, cam, normals=normals, max_range_m=8.0)
+    assert cloud.dtype.names == ("x", "y", "z", "normal_x", "normal_y", "normal_z")
+    rng = np.linalg.norm(_xyz(cloud), axis=-1)
+    far = np.linalg.norm(cam.backproject(depth), axis=-1) > 8.0
+    assert far.any() and np.isnan(rng[far]).all() and (rng[~far & np.isfinite(depth)] <= 8.0).all()
+    assert np.isnan(cloud["normal_z"][far]).all() and np.isnan(cloud["normal_z"][0, 0])
+    assert (cloud["normal_z"][~far & np.isfinite(depth)] == -1.0).all()
+    strided = cloud_arrays(depth, cam, stride=2)
+    np.testing.assert_array_equal(_xyz(strided), _xyz(cloud_arrays(depth, cam))[::2, ::2])
+
+
+def test_bad_inputs() -> None:
+    cam = PinholeCamera.from_intrinsics(50.0, 50.0, 31.5, 23.5, 64, 48)
+    with pytest.raises(InputError):
+        cloud_arrays(np.ones(10), cam)
+    with pytest.raises(InputError):
+        cloud_arrays(np.ones((48, 64)), cam, stride=0)
+    with pytest.raises(InputError):
+        cloud_arrays(np.ones((48, 64)), cam, rgb=np.ones((48, 64, 3), np.float32))
+    with pytest.raises(InputError):
+        cloud_arrays(np.ones((48, 64)), cam, normals=np.ones((48, 64)))
