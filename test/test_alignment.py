@@ -156,3 +156,26 @@ def test_align_detailed_reports_the_method_used() -> None:
     uv, z = _random_points(200, 15)
     res = align_detailed(pred, uv, z, method="local")
     assert res.method == "local" and res.local and res.local["n_points"] > 150
+
+
+def test_scale_only_fit_recovers_scale_and_rejects_outliers() -> None:
+    rng = np.random.default_rng(3)
+    h, w = 60, 80
+    depth_m = rng.uniform(2.0, 5.0, (h, w))
+    relative = depth_m / 7.5  # a prediction whose zero is zero depth: scale 7.5, no shift
+    uv = np.stack([rng.integers(0, w, 300), rng.integers(0, h, 300)], axis=1)
+    z = depth_m[uv[:, 1], uv[:, 0]].copy()
+    z[:30] = rng.uniform(2.0, 5.0, 30)  # 10 % outliers
+    fit = fit_scale_shift(relative, uv, z, space="depth", fit_shift=False)
+    assert fit.ok and fit.shift == 0.0
+    assert fit.scale == pytest.approx(7.5, rel=1e-3)
+    assert fit.n_inliers <= 300 - 20  # most outliers left out
+
+    # A prediction with a shift: the affine fit recovers it, the scale-only fit cannot.
+    shifted = relative + 0.2
+    affine = fit_scale_shift(shifted, uv[30:], z[30:], space="depth")
+    scale_only = fit_scale_shift(shifted, uv[30:], z[30:], space="depth", fit_shift=False)
+    truth = depth_m[uv[30:, 1], uv[30:, 0]]
+    affine_err = np.abs(affine.scale * shifted[uv[30:, 1], uv[30:, 0]] + affine.shift - truth) / truth
+    scale_err = np.abs(scale_only.scale * shifted[uv[30:, 1], uv[30:, 0]] - truth) / truth
+    assert affine_err.max() < 1e-6 < 0.05 < scale_err.mean()

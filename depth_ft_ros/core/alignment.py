@@ -155,12 +155,17 @@ def fit_scale_shift(
     max_iter: int = 20,
     n_hypotheses: int = 200,
     seed: int = 0,
+    fit_shift: bool = True,
 ) -> FitResult:
     """Fit metric ~ s*prediction + t at the sparse points (uv (N,2) column/row ints, z (N,) metres).
 
     Refuses (ok=False, reason set, scale/shift NaN) with fewer than min_points usable points, when the points
     span too small a range (5..95th percentile spread < min_range_rel x median in the fit space: scale and
     shift are then not separable), or when the fitted scale is not positive.
+
+    fit_shift=False fits the scale alone (t = 0): one degree of freedom, so it needs no depth range and
+    cannot be thrown by points that cover a narrow band of the scene; exact only for predictions whose zero
+    means zero depth (or zero disparity).
     """
     _check_space(space)
     if robust and robust_method not in ROBUST_METHODS:
@@ -187,14 +192,56 @@ def fit_scale_shift(
     p, zz, w0 = p_all[usable], z_arr[usable], w_all[usable]
     y = zz if space == "depth" else 1.0 / zz
     lo, med, hi = np.percentile(y, [5, 50, 95])
-    if hi - lo < min_range_rel * med:
+    if not fit_shift:
+        s, inl = _scale_only(p, y, w0, inlier_k if robust else np.inf, min_points)
+        t = 0.0
+    elif hi - lo < min_range_rel * med:
         return refuse(f"depth range too small: points span {100 * (hi - lo) / med:.1f}% of their median, "
                       f"need {100 * min_range_rel:.0f}% to separate scale and shift")
-    if np.ptp(p) <= 1e-12 * max(float(np.abs(p).max()), 1e-300):
+    elif np.ptp(p) <= 1e-12 * max(float(np.abs(p).max()), 1e-300):
         return refuse("prediction is constant at the points")
-    a = 1.0 / y if relative else np.ones_like(y)
-    sigma_floor = 1e-4 if relative else 1e-4 * float(med)
+    else:
+        s, t, inl = _scale_shift(p, y, w0, relative, robust, robust_method, float(med), huber_k, inlier_k,
+                                 max_iter, n_hypotheses, seed, min_points)
+    if not (np.isfinite(s) and np.isfinite(t)):
+        return refuse("fit did not converge (degenerate points)")
+    if s <= 0:
+        return refuse(f"non-positive scale {s:.4g}: the prediction does not increase with the metric "
+                      f"{'depth' if space == 'depth' else 'inverse depth'} (wrong space or bad points?)")
+    inliers[np.flatnonzero(usable)[inl]] = True
+    rel = (s * p[inl] + t - y[inl]) / y[inl]
+    fitted = s * p[inl] + t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth_fit = fitted if space == "depth" else 1.0 / fitted
+    residual_m = float(np.median(np.abs(depth_fit - zz[inl])))
+    p_lo, p_hi = np.percentile(p[inl], [10, 90])
+    return FitResult(True, float(s), float(t), space, inliers, n_usable, int(np.count_nonzero(inl)),
+                     float(np.sqrt(np.mean(rel * rel))), residual_m, None, (float(p_lo), float(p_hi)),
+                     robust_method if robust else "none")
 
+
+def _scale_only(p: np.ndarray, y: np.ndarray, w0: np.ndarray, inlier_k: float,
+                min_points: int) -> tuple[float, np.ndarray]:
+    """s with y ~ s*p: the median ratio, then a weighted least-squares refit on the points whose relative
+    residual is within inlier_k robust sigmas of it."""
+    positive = p > 1e-6
+    if np.count_nonzero(positive) < min_points:
+        return float("nan"), positive
+    s = float(np.median(y[positive] / p[positive]))
+    r = np.where(positive, s * p / y - 1.0, np.inf)
+    sigma = max(_MAD_TO_SIGMA * float(np.median(np.abs(r[positive]))), 1e-4)
+    inl = np.abs(r) <= inlier_k * sigma
+    if np.count_nonzero(inl) < min_points:
+        inl = positive
+    w = w0[inl] / y[inl] ** 2  # relative residuals, as in the scale-and-shift fit
+    return float(np.sum(w * p[inl] * y[inl]) / np.sum(w * p[inl] ** 2)), inl
+
+
+def _scale_shift(p: np.ndarray, y: np.ndarray, w0: np.ndarray, relative: bool, robust: bool, robust_method: str,
+                 med: float, huber_k: float, inlier_k: float, max_iter: int, n_hypotheses: int, seed: int,
+                 min_points: int) -> tuple[float, float, np.ndarray]:
+    a = 1.0 / y if relative else np.ones_like(y)
+    sigma_floor = 1e-4 if relative else 1e-4 * med
     if robust:
         if robust_method == "irls":
             s, t, sigma = _irls(p, y, a, w0, huber_k, max_iter, sigma_floor)
@@ -215,21 +262,7 @@ def fit_scale_shift(
     else:
         s, t = _wls(p, y, w0 * a * a)
         inl = np.ones_like(y, dtype=bool)
-    if not (np.isfinite(s) and np.isfinite(t)):
-        return refuse("fit did not converge (degenerate points)")
-    if s <= 0:
-        return refuse(f"non-positive scale {s:.4g}: the prediction does not increase with the metric "
-                      f"{'depth' if space == 'depth' else 'inverse depth'} (wrong space or bad points?)")
-    inliers[np.flatnonzero(usable)[inl]] = True
-    rel = (s * p[inl] + t - y[inl]) / y[inl]
-    fitted = s * p[inl] + t
-    with np.errstate(divide="ignore", invalid="ignore"):
-        depth_fit = fitted if space == "depth" else 1.0 / fitted
-    residual_m = float(np.median(np.abs(depth_fit - zz[inl])))
-    p_lo, p_hi = np.percentile(p[inl], [10, 90])
-    return FitResult(True, float(s), float(t), space, inliers, n_usable, int(np.count_nonzero(inl)),
-                     float(np.sqrt(np.mean(rel * rel))), residual_m, None, (float(p_lo), float(p_hi)),
-                     robust_method if robust else "none")
+    return s, t, inl
 
 
 def apply_scale_shift(

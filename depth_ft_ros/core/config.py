@@ -45,6 +45,9 @@ class NodeConfig:
     alignment: str = _param("global", "Metric alignment with sparse points", choices=("off", "global", "local"))
     space: str = _param("auto", "Space of the relative prediction (auto: from the checkpoint)",
                         choices=("auto", "depth", "disparity"))
+    alignment_fit: str = _param("scale_shift", "What the global fit solves for: metric = scale * relative + shift, "
+                                "or scale alone (stable with few points or a narrow depth band)",
+                                choices=("scale_shift", "scale"))
     min_depth: float = _param(0.1, "Metric depths below this are invalid (NaN), m", min_value=0.0, max_value=1e4)
     max_depth: float = _param(80.0, "Metric depths above this are invalid (NaN), m", min_value=0.0, max_value=1e4)
     min_points: int = _param(10, "Fewest sparse points a fit needs", min_value=3, max_value=1_000_000)

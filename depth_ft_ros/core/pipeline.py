@@ -210,7 +210,8 @@ class FramePipeline:
         sparse = self._sparse(frame)
         n_points = 0 if sparse is None else len(sparse.z_m)
         if sparse is not None and n_points >= cfg.min_points:
-            fit = fit_scale_shift(relative, sparse.uv, sparse.z_m, space=self.space, robust=True)
+            fit = fit_scale_shift(relative, sparse.uv, sparse.z_m, space=self.space, robust=True,
+                                  min_points=cfg.min_points, fit_shift=cfg.alignment_fit == "scale_shift")
         else:
             fit = FitResult.refused(self.space, n_points, f"too few points ({n_points} < min_points "
                                     f"{cfg.min_points})")

@@ -50,7 +50,8 @@ def transform_points(points: np.ndarray, T_target_source: np.ndarray) -> np.ndar
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise InputError(f"points must be (N, 3), got shape {pts.shape}")
-    return pts @ t[:3, :3].T + t[:3, 3]
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf points stay non-finite; dropped on projection
+        return pts @ t[:3, :3].T + t[:3, 3]
 
 
 def see_through_mask(

@@ -47,13 +47,18 @@ class NodeStats:
         self.in_rate = RateMeter()
         self.out_rate = RateMeter()
         self._latency_ms: deque[float] = deque(maxlen=window)
+        # Last frames: arrival times (monotonic s) of every input, and (arrival s, arrival-to-publish latency ms,
+        # worker time ms) of every published frame; tests and benchmarks read them.
+        self.recent_arrivals_s: deque[float] = deque(maxlen=window)
+        self.recent_frames: deque[tuple[float, float, float]] = deque(maxlen=window)
         self._stage_ms: dict[str, deque[float]] = {}
         self._window = window
 
-    def frame_in(self) -> None:
+    def frame_in(self, arrival_s: float) -> None:
         with self._lock:
             self.frames_in += 1
-            self.in_rate.tick()
+            self.in_rate.tick(arrival_s)
+            self.recent_arrivals_s.append(arrival_s)
 
     def drop(self, reason: str, count: int = 1) -> None:
         with self._lock:
@@ -64,11 +69,12 @@ class NodeStats:
             self.warnings[kind] += 1
             self.last_warning = message
 
-    def frame_out(self, latency_ms: float, stages_ms: dict[str, float]) -> None:
+    def frame_out(self, arrival_s: float, latency_ms: float, work_ms: float, stages_ms: dict[str, float]) -> None:
         with self._lock:
             self.frames_out += 1
             self.out_rate.tick()
             self._latency_ms.append(latency_ms)
+            self.recent_frames.append((arrival_s, latency_ms, work_ms))
             for stage, value_ms in stages_ms.items():
                 self._stage_ms.setdefault(stage, deque(maxlen=self._window)).append(value_ms)
 

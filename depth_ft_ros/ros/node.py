@@ -56,6 +56,7 @@ class DepthFtNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._running = threading.Event()
         self._last_stamp_ns: int | None = None
+        self._work_start_s = 0.0
         self._last_warn_s: dict[str, float] = {}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -137,8 +138,9 @@ class DepthFtNode(LifecycleNode):
     def _on_image(self, msg: Image | CompressedImage) -> None:
         if not self._running.is_set():
             return
-        self.stats.frame_in()
-        if self._images.put((msg, time.monotonic())):
+        arrival_s = time.monotonic()
+        self.stats.frame_in(arrival_s)
+        if self._images.put((msg, arrival_s)):
             self.stats.drop("superseded")  # a newer frame arrived before the worker was free
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -172,6 +174,7 @@ class DepthFtNode(LifecycleNode):
             if item is None:
                 continue
             msg, arrival_s = item
+            self._work_start_s = time.monotonic()
             if self._pubs is None or not self._pubs.anyone_listening():
                 self.stats.drop("no_subscribers")
                 continue
@@ -224,7 +227,9 @@ class DepthFtNode(LifecycleNode):
         }
         if result.alignment.state == "relative-only" and cfg.alignment != "off":
             self.stats.warn("no_fit", result.alignment.reason)
-        self.stats.frame_out((time.monotonic() - arrival_s) * 1e3, result.timings_ms)
+        done_s = time.monotonic()
+        self.stats.frame_out(arrival_s, (done_s - arrival_s) * 1e3, (done_s - self._work_start_s) * 1e3,
+                             result.timings_ms)
 
     def _attach_sparse(self, frame: FrameInput, stamp_ns: int, camera_frame: str) -> None:
         cfg = self.config
@@ -232,10 +237,14 @@ class DepthFtNode(LifecycleNode):
         if msg is None:
             self.stats.warn("no_sparse_points", "no sparse points within sync_tolerance")
             return
-        if cfg.sparse_input == "depth":
-            frame.sparse_depth_m = convert.depth_image_to_metres(msg)
+        try:
+            if cfg.sparse_input == "depth":
+                frame.sparse_depth_m = convert.depth_image_to_metres(msg)
+                return
+            xyz = convert.pointcloud2_to_xyz(msg)
+        except InputError as exc:  # the frame still gets depth/relative, normals (and a held fit)
+            self._warn(_kind_of(str(exc)), f"{exc} (frame processed without metric points)")
             return
-        xyz = convert.pointcloud2_to_xyz(msg)
         assert self._extrinsics is not None
         transform = self._extrinsics.lookup(msg.header.frame_id, camera_frame)
         if transform is None:

@@ -1,0 +1,116 @@
+"""A real scene for node tests (Middlebury frame + simulated LiDAR) and input messages built by hand from the
+sensor_msgs definitions, so the node's own converters are not used to make what they are tested on."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import cv2
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from depth_ft_ros.core.camera import PinholeCamera
+from depth_ft_ros.core.lidar_sim import lidar_scan_in_lidar_frame, make_T_camera_lidar
+from depth_ft_ros.core.middlebury import load_motorcycle
+
+CAMERA_FRAME = "camera_optical_frame"
+LIDAR_FRAME = "lidar"
+WIDTH, HEIGHT = 160, 108  # the 741x500 frame scaled by ~0.216 (same aspect ratio)
+
+
+@dataclass(frozen=True)
+class Scene:
+    rgb: np.ndarray
+    gt_depth_m: np.ndarray
+    camera: PinholeCamera
+    T_camera_lidar: np.ndarray
+    lidar_points: np.ndarray  # (N, 3) in the LiDAR frame
+
+    @property
+    def static_params(self) -> dict[str, list[float]]:
+        """The node's static-extrinsics parameters for this scene (LiDAR frame -> camera optical frame)."""
+        return {"static_translation": [float(v) for v in self.T_camera_lidar[:3, 3]],
+                "static_rotation": [float(v) for v in Rotation.from_matrix(self.T_camera_lidar[:3, :3]).as_quat()]}
+
+
+@cache
+def scene() -> Scene:
+    frame = load_motorcycle()
+    rgb = cv2.resize(frame.rgb, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+    gt = cv2.resize(frame.depth_m, (WIDTH, HEIGHT), interpolation=cv2.INTER_NEAREST)
+    camera = frame.camera.scaled(WIDTH, HEIGHT)
+    t_cam_lidar = make_T_camera_lidar((0.05, -0.1, 0.0))
+    points = lidar_scan_in_lidar_frame(gt, camera, t_cam_lidar, 16)
+    return Scene(rgb, gt, camera, t_cam_lidar, points)
+
+
+def stamp(msg_type_header: Any, stamp_ns: int, frame_id: str) -> None:
+    msg_type_header.stamp.sec = stamp_ns // 1_000_000_000
+    msg_type_header.stamp.nanosec = stamp_ns % 1_000_000_000
+    msg_type_header.frame_id = frame_id
+
+
+def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = CAMERA_FRAME) -> Any:
+    from sensor_msgs.msg import Image
+
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0, step=rgb.shape[1] * 3)
+    msg.data = rgb.tobytes()
+    stamp(msg.header, stamp_ns, frame_id)
+    return msg
+
+
+def camera_info_msg(camera: PinholeCamera, stamp_ns: int, frame_id: str = CAMERA_FRAME) -> Any:
+    from sensor_msgs.msg import CameraInfo
+
+    msg = CameraInfo(width=camera.width, height=camera.height, distortion_model="plumb_bob")
+    msg.k = [float(v) for v in np.asarray(camera.k).ravel()]
+    msg.p = [float(v) for v in np.asarray(camera.p).ravel()]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.d = [0.0] * 5
+    stamp(msg.header, stamp_ns, frame_id)
+    return msg
+
+
+def cloud_msg(points: np.ndarray, stamp_ns: int, frame_id: str = LIDAR_FRAME) -> Any:
+    """Unorganized x, y, z float32 + intensity float32 (16-byte points), as LiDAR drivers publish."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    data = np.zeros(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4")])
+    for i, name in enumerate("xyz"):
+        data[name] = points[:, i]
+    data["intensity"] = 100.0
+    msg = PointCloud2(height=1, width=len(points), is_bigendian=sys.byteorder == "big", point_step=16,
+                      row_step=16 * len(points), is_dense=True)
+    msg.fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                  for i, n in enumerate(("x", "y", "z", "intensity"))]
+    msg.data = data.tobytes()
+    stamp(msg.header, stamp_ns, frame_id)
+    return msg
+
+
+def image_to_numpy(msg: Any, dtype: str, channels: int) -> np.ndarray:
+    """Decode a received float image by its definition (rows of `step` bytes)."""
+    order = ">" if msg.is_bigendian else "<"
+    raw = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)
+    row_bytes = msg.width * channels * np.dtype(dtype).itemsize
+    values = raw[:, :row_bytes].copy().view(order + dtype)
+    return values.reshape(msg.height, msg.width, channels).squeeze(-1) if channels == 1 else \
+        values.reshape(msg.height, msg.width, channels)
+
+
+def cloud_fields(msg: Any) -> dict[str, np.ndarray]:
+    """Each PointField of an organized cloud as an (H, W) array, read at its declared offset."""
+    types = {7: "f4", 8: "f8"}
+    order = ">" if msg.is_bigendian else "<"
+    dtype = np.dtype({"names": [f.name for f in msg.fields],
+                      "formats": [order + types[f.datatype] for f in msg.fields],
+                      "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
+    array = np.frombuffer(bytes(msg.data), dtype=dtype).reshape(msg.height, msg.width)
+    return {name: array[name].astype(np.float64) for name in dtype.names}
+
+
+def stamp_ns_of(msg: Any) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec

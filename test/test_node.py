@@ -1,0 +1,334 @@
+"""depth_ft_node through a real rclpy graph (FastDDS from the ROS 2 wheels) with tiny checkpoints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from node_fixtures import (
+    CAMERA_FRAME,
+    camera_info_msg,
+    cloud_fields,
+    cloud_msg,
+    image_msg,
+    image_to_numpy,
+    scene,
+    stamp_ns_of,
+)
+from predictor_fixtures import tiny_model
+
+pytestmark = pytest.mark.ros
+REPO = Path(__file__).resolve().parents[1]
+T0_NS = 1_700_000_000_000_000_000
+
+
+def node_params(**overrides: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "depth_model": str(tiny_model("e2e-ft-depth")),
+        "normals_model": str(tiny_model("e2e-ft-normals")),
+        "device": "cpu",
+        "processing_resolution": 0,
+        # Random weights predict no depth: scale + local alignment makes the metric map from the LiDAR alone.
+        "alignment": "local",
+        "alignment_fit": "scale",
+        "min_depth": 0.1,
+        "max_depth": 20.0,
+        "use_tf": False,
+        "sync_wait": 1.0,
+        "diagnostics_period": 0.2,
+        **scene().static_params,
+    }
+    params.update(overrides)
+    return params
+
+
+def start_node(ros_graph: Any, **overrides: Any) -> Any:
+    from rclpy.parameter import Parameter
+
+    from depth_ft_ros.ros.node import DepthFtNode
+
+    params = node_params(**overrides)
+    node = DepthFtNode(context=ros_graph.context,
+                       parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    ros_graph.add_node(node)
+    node.trigger_configure()
+    assert node.pipeline is not None
+    node.trigger_activate()
+    return node
+
+
+class Probe:
+    """Publishes the camera + LiDAR inputs and collects every output of the node."""
+
+    def __init__(self, ros_graph: Any) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        self.graph = ros_graph
+        node = ros_graph.node("probe")
+        self.image = node.create_publisher(Image, "image", 10)
+        self.info = node.create_publisher(CameraInfo, "camera_info", 10)
+        self.points = node.create_publisher(PointCloud2, "sparse_points", 10)
+        self.out = {topic: ros_graph.collect(node, msg_type, topic) for topic, msg_type in [
+            ("depth", Image), ("depth/camera_info", CameraInfo), ("depth/relative", Image), ("normals", Image),
+            ("points", PointCloud2)]}
+        self.diagnostics = ros_graph.collect(node, DiagnosticArray, "/diagnostics")
+        assert ros_graph.wait_for(lambda: all(p.get_subscription_count() > 0
+                                              for p in (self.image, self.info, self.points)), 10.0)
+        assert ros_graph.wait_for(lambda: node.count_publishers("depth") > 0, 10.0)
+
+    def send(self, stamp_ns: int, image: Any = None, info: Any = None, points: Any = None,
+             with_points: bool = True) -> None:
+        s = scene()
+        self.info.publish(info if info is not None else camera_info_msg(s.camera, stamp_ns))
+        if with_points:
+            self.points.publish(points if points is not None else cloud_msg(s.lidar_points, stamp_ns))
+        self.image.publish(image if image is not None else image_msg(s.rgb, stamp_ns))
+
+    def wait_output(self, topic: str, stamp_ns: int, timeout_s: float = 30.0) -> Any:
+        found: list[Any] = []
+
+        def arrived() -> bool:
+            found[:] = [m for m in self.out[topic] if stamp_ns_of(m) == stamp_ns]
+            return bool(found)
+
+        assert self.graph.wait_for(arrived, timeout_s), f"no {topic} for stamp {stamp_ns}"
+        return found[0]
+
+
+def test_outputs_follow_rep118_and_align_to_lidar(ros_graph: Any) -> None:
+    node = start_node(ros_graph)
+    probe = Probe(ros_graph)
+    s = scene()
+    stamps = [T0_NS + i * 100_000_000 for i in range(3)]
+    for stamp_ns in stamps:
+        probe.send(stamp_ns)
+        probe.wait_output("points", stamp_ns)
+    assert probe.graph.wait_for(lambda: len(probe.out["normals"]) == 3, 10.0)
+    for topic in probe.out:  # one of each output per input frame, stamps equal to the inputs'
+        assert sorted(stamp_ns_of(m) for m in probe.out[topic]) == stamps, topic
+
+    depth_msg = probe.out["depth"][-1]
+    info = probe.out["depth/camera_info"][-1]
+    for msg in (depth_msg, info, probe.out["normals"][-1], probe.out["points"][-1]):
+        assert msg.header.frame_id == CAMERA_FRAME
+    assert (depth_msg.encoding, depth_msg.height, depth_msg.width) == ("32FC1", s.rgb.shape[0], s.rgb.shape[1])
+    assert (info.height, info.width) == (depth_msg.height, depth_msg.width)
+    np.testing.assert_allclose(np.reshape(info.k, (3, 3)), s.camera.k, rtol=1e-9)
+    depth_m = image_to_numpy(depth_msg, "f4", 1)
+    assert np.isfinite(depth_m).mean() > 0.9
+    assert np.nanmin(depth_m) >= 0.1 and np.nanmax(depth_m) <= 20.0  # REP 118 metres within min/max_depth
+
+    normals_msg = probe.out["normals"][-1]
+    assert normals_msg.encoding == "32FC3"
+    normals = image_to_numpy(normals_msg, "f4", 3)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-3)
+
+    # Cloud points are the backprojection of the published depth with the published camera_info (REP 118 / P).
+    cloud = probe.out["points"][-1]
+    assert (cloud.height, cloud.width, cloud.is_dense) == (depth_msg.height, depth_msg.width, False)
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "normal_x", "normal_y", "normal_z"]
+    fields = cloud_fields(cloud)
+    p = np.reshape(info.p, (3, 4))
+    v, u = np.mgrid[0:depth_msg.height, 0:depth_msg.width]
+    np.testing.assert_allclose(fields["z"], depth_m, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(fields["x"], (u - p[0, 2]) * depth_m / p[0, 0], rtol=1e-5, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(fields["y"], (v - p[1, 2]) * depth_m / p[1, 1], rtol=1e-5, atol=1e-6, equal_nan=True)
+
+    # Metric depth at the LiDAR pixels matches the LiDAR z (points moved into the camera frame by definition).
+    cam_pts = s.lidar_points @ s.T_camera_lidar[:3, :3].T + s.T_camera_lidar[:3, 3]
+    cam_pts = cam_pts[cam_pts[:, 2] > 0.1]
+    k = s.camera.k
+    uu = np.round(k[0, 0] * cam_pts[:, 0] / cam_pts[:, 2] + k[0, 2]).astype(int)
+    vv = np.round(k[1, 1] * cam_pts[:, 1] / cam_pts[:, 2] + k[1, 2]).astype(int)
+    inside = (uu >= 0) & (uu < depth_msg.width) & (vv >= 0) & (vv < depth_msg.height)
+    rel_err = np.abs(depth_m[vv[inside], uu[inside]] - cam_pts[inside, 2]) / cam_pts[inside, 2]
+    assert inside.sum() > 500
+    assert np.nanmedian(rel_err) < 0.10
+
+    def diag_values() -> dict[str, str]:
+        if not probe.diagnostics:
+            return {}
+        return {kv.key: kv.value for kv in probe.diagnostics[-1].status[0].values}
+
+    assert probe.graph.wait_for(lambda: diag_values().get("frames_out") == "3", 5.0)
+    values = diag_values()
+    assert values["alignment.state"] == "fitted"
+    assert values["extrinsics"] == "static parameters"
+    assert int(values["alignment.points_used"]) > 500
+    assert values["device"] == "cpu" and values["dtype"] == "float32"
+    assert node.stats.frames_in == 3
+
+
+def test_model_idle_without_subscribers(ros_graph: Any) -> None:
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    node = start_node(ros_graph)
+    pub_node = ros_graph.node("camera_only")
+    image = pub_node.create_publisher(Image, "image", 10)
+    info = pub_node.create_publisher(CameraInfo, "camera_info", 10)
+    points = pub_node.create_publisher(PointCloud2, "sparse_points", 10)
+    assert ros_graph.wait_for(lambda: image.get_subscription_count() > 0, 10.0)
+    s = scene()
+    for i in range(3):
+        info.publish(camera_info_msg(s.camera, T0_NS + i))
+        points.publish(cloud_msg(s.lidar_points, T0_NS + i))
+        image.publish(image_msg(s.rgb, T0_NS + i))
+        time.sleep(0.1)
+    assert ros_graph.wait_for(lambda: node.stats.frames_in == 3 and
+                              node.stats.dropped["no_subscribers"] + node.stats.dropped["superseded"] == 3, 10.0)
+    assert node.stats.frames_out == 0
+
+
+def test_bad_input_is_counted_and_the_next_good_frame_is_processed(ros_graph: Any) -> None:
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    node = start_node(ros_graph, sync_wait=0.3)
+    probe = Probe(ros_graph)
+    s = scene()
+    good_rgb = image_msg(s.rgb, 0)
+
+    def image_with(**fields: Any) -> Any:
+        msg = image_msg(s.rgb, 0)
+        for name, value in fields.items():
+            setattr(msg, name, value)
+        return msg
+
+    no_xyz = PointCloud2(height=1, width=2, point_step=4, row_step=8, data=bytes(8))
+    no_xyz.fields = [PointField(name="intensity", offset=0, datatype=PointField.FLOAT32, count=1)]
+    nan_points = np.array([[np.nan, 0, 1], [np.inf, 0, 1], [0, 0, -5.0]] * 10)
+    zero_k = camera_info_msg(s.camera, 0)
+    zero_k.k = [0.0] * 9
+    zero_k.p = [0.0] * 12
+    other_size = camera_info_msg(s.camera.scaled(100, 100), 0)
+
+    bad_cases: list[tuple[str, dict[str, Any]]] = [
+        ("unknown encoding", {"image": image_with(encoding="yuv_unknown")}),
+        ("zero size", {"image": image_with(height=0, width=0, step=0, data=b"")}),
+        ("truncated data", {"image": image_with(data=bytes(good_rgb.data)[:100])}),
+        ("wrong step", {"image": image_with(step=good_rgb.width)}),
+        ("zero K", {"info": zero_k}),
+        ("camera_info of another size", {"info": other_size}),
+        ("cloud without x/y/z", {"points": no_xyz}),
+    ]
+    stamp_ns = T0_NS
+    for label, parts in bad_cases:
+        stamp_ns += 100_000_000
+        before = sum(node.stats.warnings.values())
+        for part in parts.values():
+            stamp(part, stamp_ns)
+        probe.send(stamp_ns, **parts)
+        assert ros_graph.wait_for(lambda b=before: sum(node.stats.warnings.values()) > b, 10.0), label
+        stamp_ns += 100_000_000
+        probe.send(stamp_ns)  # the next good frame is processed
+        probe.wait_output("normals", stamp_ns)
+
+    # Points that are NaN, inf or behind the camera, and an empty cloud: the frame is still published.
+    for points in (nan_points, np.zeros((0, 3))):
+        stamp_ns += 100_000_000
+        probe.send(stamp_ns, points=cloud_msg(points, stamp_ns))
+        probe.wait_output("normals", stamp_ns)
+    # Stamps going backwards: warned, alignment state reset, frame processed.
+    stamp_ns -= 10_000_000_000
+    probe.send(stamp_ns)
+    probe.wait_output("depth", stamp_ns)
+    assert node.stats.warnings["stamp_backwards"] == 1
+    assert node._worker is not None and node._worker.is_alive()
+
+
+def stamp(msg: Any, stamp_ns: int) -> None:
+    msg.header.stamp.sec = stamp_ns // 1_000_000_000
+    msg.header.stamp.nanosec = stamp_ns % 1_000_000_000
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def test_overload_keeps_latency_bounded_and_counts_drops(ros_graph: Any) -> None:
+    # Normals only (one network per frame) at a resolution where a frame takes ~0.1-0.3 s on 2 CPU cores.
+    node = start_node(ros_graph, depth_model="", alignment="off", processing_resolution=384)
+    probe = Probe(ros_graph)
+    # Measure the processing time first, then send at ~4x that rate.
+    for i in range(3):
+        probe.send(T0_NS + i, with_points=False)
+        probe.wait_output("normals", T0_NS + i)
+    work_ms = float(np.median([w for _, _, w in node.stats.recent_frames]))
+    interval_s = work_ms / 4e3
+    rss_before = rss_mb()
+    sent = 0
+    deadline = time.monotonic() + max(4.0, 20 * work_ms / 1e3)
+    next_s = time.monotonic()
+    while time.monotonic() < deadline:
+        probe.send(T0_NS + 1_000_000_000 + sent, with_points=False)
+        sent += 1
+        next_s += interval_s
+        time.sleep(max(0.0, next_s - time.monotonic()))
+    assert ros_graph.wait_for(lambda: node.stats.frames_in == sent + 3, 10.0)
+    time.sleep(2 * work_ms / 1e3)
+    out = node.stats.frames_out - 3
+    assert out >= 3
+    assert node.stats.dropped["superseded"] + out >= sent - 1  # every frame is processed or counted
+    assert node.stats.dropped["superseded"] >= sent // 2
+    # Latency (arrival -> publish) <= that frame's processing time + one input interval + 10 ms. A frame waits
+    # only until the worker is free, and is replaced if another arrives meanwhile: its wait is bounded by the
+    # gap to the next arrival, which is one interval unless this loaded 2-core machine delayed the sender.
+    arrivals = np.array(node.stats.recent_arrivals_s)
+    frames = list(node.stats.recent_frames)[3:]
+    nominal_over = 0
+    for arrival_s, latency_ms, frame_work_ms in frames:
+        later = arrivals[arrivals > arrival_s]
+        gap_ms = (later[0] - arrival_s) * 1e3 if later.size else np.inf
+        assert latency_ms <= frame_work_ms + max(interval_s * 1e3, gap_ms) + 10.0, (latency_ms, frame_work_ms)
+        nominal_over += latency_ms > frame_work_ms + interval_s * 1e3 + 10.0
+    assert nominal_over <= 0.1 * len(frames), f"{nominal_over} of {len(frames)} frames over the nominal bound"
+    assert rss_mb() - rss_before < 100.0
+
+
+def test_params_file_loads_and_invalid_values_are_rejected(ros_graph: Any) -> None:
+    from rclpy.parameter import Parameter
+
+    from depth_ft_ros.ros.node import DepthFtNode
+
+    node = DepthFtNode(context=ros_graph.context, cli_args=["--ros-args", "--params-file",
+                                                            str(REPO / "config/depth_ft.yaml")])
+    ros_graph.add_node(node)
+    assert node.config.depth_model == "GonzaloMG/marigold-e2e-ft-depth"
+    assert node.config.see_through_margin == 0.3 and node.config.static_rotation == [0.0, 0.0, 0.0, 1.0]
+    result = node.set_parameters([Parameter("alignment", value="median")])[0]
+    assert not result.successful and "allowed values are off, global, local" in result.reason
+    result = node.set_parameters([Parameter("cloud_stride", value=2)])[0]
+    assert result.successful and node.config.cloud_stride == 2
+
+
+@pytest.mark.parametrize(("yaml_text", "expected"), [
+    ("alignment: median", "alignment='median': allowed values are off, global, local"),
+    ("max_depth: 10", "max_depth: wrong type"),
+    ("cloud_stride: 0", "cloud_stride: value out of range, allowed range is [1, 64]"),
+    ("depth_model: ''\n    normals_model: ''", "depth_model and normals_model are both empty"),
+])
+def test_invalid_configuration_fails_at_start(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(f"/**:\n  ros__parameters:\n    {yaml_text}\n")
+    if "depth_model" not in yaml_text:
+        params.write_text(params.read_text() + "    depth_model: some/model\n")
+    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.ros.node", "--ros-args", "--params-file",
+                           str(params)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_model_fails_configure_with_the_fetch_command(tmp_path: Path) -> None:
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.ros.node", "--ros-args", "-p",
+                           "depth_model:=nobody/no-such-model"], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, **env})
+    assert proc.returncode == 1
+    assert "depth-ft-ros fetch-model nobody/no-such-model" in proc.stderr + proc.stdout
