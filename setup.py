@@ -26,6 +26,7 @@ setup(
         "diffusers>=0.28",
         "transformers",
         "huggingface_hub",
+        "accelerate",  # low-memory loading of the real ~866M-parameter UNet
         "safetensors",
         "rosbags>=0.10",
         "pyyaml",

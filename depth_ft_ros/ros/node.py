@@ -199,9 +199,12 @@ class DepthFtNode(LifecycleNode):
             pipeline.reset()
         self._last_stamp_ns = stamp_ns
 
+        t0 = time.perf_counter()
         rgb = (convert.compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else convert.image_to_rgb(msg))
+        t1 = time.perf_counter()
         tolerance_ns = int(cfg.sync_tolerance * 1e9)
         info = self._infos.wait_nearest(stamp_ns, tolerance_ns, cfg.sync_wait)
+        t2 = time.perf_counter()
         if info is None:
             self.stats.drop("no_camera_info")
             self._warn("no_camera_info", f"no camera_info within {cfg.sync_tolerance} s of the image stamp: "
@@ -212,11 +215,21 @@ class DepthFtNode(LifecycleNode):
         camera_frame = msg.header.frame_id or info.header.frame_id
 
         frame = FrameInput(rgb=rgb, camera=camera, stamp_ns=stamp_ns)
+        t3 = time.perf_counter()
+        sparse_wait_s = 0.0
         if cfg.sparse_input != "none" and cfg.alignment != "off":
-            self._attach_sparse(frame, stamp_ns, camera_frame)
+            sparse_wait_s = self._attach_sparse(frame, stamp_ns, camera_frame)
+        t4 = time.perf_counter()
 
         result = pipeline.process(frame, Outputs(normals=pubs.wants_normals(), cloud=pubs.wants_cloud()))
+        t5 = time.perf_counter()
         pubs.publish(msg.header, result, rgb)
+        result.timings_ms.update({
+            "convert_image": (t1 - t0 + t3 - t2) * 1e3,  # image + camera_info
+            "convert_points": (t4 - t3 - sparse_wait_s) * 1e3,  # decode, transform into the camera frame
+            "sync_wait": (t2 - t1 + sparse_wait_s) * 1e3,
+            "publish": (time.perf_counter() - t5) * 1e3,  # build and publish every output message
+        })
         self.last_alignment = {
             "alignment.state": result.alignment.state, "alignment.method": result.alignment.method,
             "alignment.scale": f"{result.alignment.scale:.5g}", "alignment.shift": f"{result.alignment.shift:.5g}",
@@ -231,27 +244,31 @@ class DepthFtNode(LifecycleNode):
         self.stats.frame_out(arrival_s, (done_s - arrival_s) * 1e3, (done_s - self._work_start_s) * 1e3,
                              result.timings_ms)
 
-    def _attach_sparse(self, frame: FrameInput, stamp_ns: int, camera_frame: str) -> None:
+    def _attach_sparse(self, frame: FrameInput, stamp_ns: int, camera_frame: str) -> float:
+        """Pair the frame with its sparse points, in the camera frame; returns the seconds spent waiting."""
         cfg = self.config
+        t0 = time.perf_counter()
         msg = self._sparse.wait_nearest(stamp_ns, int(cfg.sync_tolerance * 1e9), cfg.sync_wait)
+        waited_s = time.perf_counter() - t0
         if msg is None:
             self.stats.warn("no_sparse_points", "no sparse points within sync_tolerance")
-            return
+            return waited_s
         try:
             if cfg.sparse_input == "depth":
                 frame.sparse_depth_m = convert.depth_image_to_metres(msg)
-                return
+                return waited_s
             xyz = convert.pointcloud2_to_xyz(msg)
         except InputError as exc:  # the frame still gets depth/relative, normals (and a held fit)
             self._warn(_kind_of(str(exc)), f"{exc} (frame processed without metric points)")
-            return
+            return waited_s
         assert self._extrinsics is not None
         transform = self._extrinsics.lookup(msg.header.frame_id, camera_frame)
         if transform is None:
             self._warn("no_transform", f"no transform {msg.header.frame_id} -> {camera_frame} yet: frame has no "
                        "metric points")
-            return
+            return waited_s
         frame.points_cam_m = transform_points(xyz, transform)
+        return waited_s
 
     # -- reporting -----------------------------------------------------------------------------------------
 

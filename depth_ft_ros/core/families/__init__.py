@@ -1,0 +1,154 @@
+"""Model families: the registry, and the factory that builds the runner for one.
+
+    e2e-ft-depth, e2e-ft-normals          marigold.py (1 step at t=999, zeros)
+    marigold-depth, marigold-normals      marigold.py (1-4 trailing steps through the scheduler)
+    lotus-{g,d}-{depth,disparity,normals} lotus.py    (class-label task switcher, x0 = output)
+
+Which family a checkpoint is comes from its own configs (see detect.py) unless `family=` says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from depth_ft_ros.core.errors import ConfigError
+from depth_ft_ros.core.families.base import (
+    LEFT_UP_BACK,
+    NORMALS_FRAMES,
+    RIGHT_UP_BACK,
+    FamilyRunner,
+    FamilySpec,
+    NormalsFrame,
+    to_optical_frame,
+)
+
+
+def _marigold_arch(base: str, task: str) -> FamilySpec:
+    e2e_ft = base == "e2e-ft"
+    return FamilySpec(
+        name=f"{base}-{task}",
+        arch="marigold",
+        task=task,
+        space="depth" if task == "depth" else None,
+        unet_in_channels=8,
+        normals_frame=(LEFT_UP_BACK if e2e_ft else RIGHT_UP_BACK) if task == "normals" else None,
+        single_step=e2e_ft,
+        summary=f"E2E-FT {task}: 1 step at t=999, zero noise" if e2e_ft
+        else f"original Marigold {task}: 1-4 trailing steps through the scheduler",
+    )
+
+
+def _lotus(variant: str, output: str) -> FamilySpec:
+    task = "normals" if output == "normals" else "depth"
+    return FamilySpec(
+        name=f"lotus-{variant}-{output}",
+        arch="lotus",
+        task=task,
+        space=None if task == "normals" else output,
+        unet_in_channels=8 if variant == "g" else 4,
+        normals_frame=LEFT_UP_BACK if task == "normals" else None,
+        single_step=True,
+        summary=f"Lotus-{variant.upper()} {output}: x0 prediction at t=999 with the task switcher",
+    )
+
+
+FAMILIES: dict[str, FamilySpec] = {
+    spec.name: spec
+    for spec in (
+        *(_marigold_arch(base, task) for base in ("e2e-ft", "marigold") for task in ("depth", "normals")),
+        *(_lotus(variant, output) for variant in ("g", "d") for output in ("depth", "disparity", "normals")),
+    )
+}
+
+NOISE_KINDS = ("zeros", "gaussian")
+
+
+def get_family(name: str) -> FamilySpec:
+    """The spec for a family name; ConfigError listing the families when unknown."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ConfigError(f"unknown model family {name!r}; known families: {', '.join(FAMILIES)}") from None
+
+
+def get_normals_frame(name: str) -> NormalsFrame:
+    try:
+        return NORMALS_FRAMES[name]
+    except KeyError:
+        raise ConfigError(f"unknown normals_frame {name!r}; known frames: {', '.join(NORMALS_FRAMES)}") from None
+
+
+MAX_FEW_STEPS = 4
+
+
+def resolve_steps(spec: FamilySpec, num_inference_steps: int | None, model_index: dict[str, Any]) -> int:
+    """Denoising steps for `spec`: 1 for single-step families, else 1-MAX_FEW_STEPS."""
+    if spec.single_step:
+        if num_inference_steps not in (None, 1):
+            raise ConfigError(
+                f"family {spec.name} is a single-step model; num_inference_steps must be 1 or unset, "
+                f"got {num_inference_steps}"
+            )
+        return 1
+    steps = num_inference_steps
+    if steps is None:  # the checkpoint's own default, capped to the few-step range
+        steps = min(int(model_index.get("default_denoising_steps") or 1), MAX_FEW_STEPS)
+    if not isinstance(steps, int) or not 1 <= steps <= MAX_FEW_STEPS:
+        raise ConfigError(f"num_inference_steps must be 1-{MAX_FEW_STEPS} for {spec.name}, got {steps!r}")
+    return steps
+
+
+def check_noise(noise: str) -> None:
+    if noise not in NOISE_KINDS:
+        raise ConfigError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
+
+
+def make_runner(
+    spec: FamilySpec,
+    unet: torch.nn.Module,
+    scheduler_config: dict[str, Any],
+    model_index: dict[str, Any],
+    *,
+    num_inference_steps: int | None,
+    noise: str,
+    seed: int,
+) -> FamilyRunner:
+    """Build the runner for `spec`, validating the options that only some families take."""
+    check_noise(noise)
+    steps = resolve_steps(spec, num_inference_steps, model_index)
+    if spec.arch == "lotus":
+        from depth_ft_ros.core.families.lotus import LotusRunner
+
+        return LotusRunner(spec, unet, scheduler_config, noise=noise, seed=seed)
+
+    from depth_ft_ros.core.families.marigold import MarigoldRunner
+
+    return MarigoldRunner(
+        spec,
+        unet,
+        scheduler_config,
+        num_inference_steps=steps,
+        noise=noise,
+        seed=seed,
+        use_full_z_range=bool(model_index.get("use_full_z_range", True)),
+    )
+
+
+__all__ = [
+    "FAMILIES",
+    "LEFT_UP_BACK",
+    "MAX_FEW_STEPS",
+    "NORMALS_FRAMES",
+    "RIGHT_UP_BACK",
+    "FamilyRunner",
+    "FamilySpec",
+    "NormalsFrame",
+    "check_noise",
+    "get_family",
+    "get_normals_frame",
+    "make_runner",
+    "resolve_steps",
+    "to_optical_frame",
+]

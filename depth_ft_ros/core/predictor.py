@@ -1,0 +1,412 @@
+"""Single-step diffusion depth / normals predictor: load a checkpoint, run frames, time the stages.
+
+    pred = DepthFtPredictor.from_pretrained("GonzaloMG/marigold-e2e-ft-depth")
+    out = pred.predict(rgb)            # rgb: HxWx3 uint8 RGB
+    out.depth, out.timings_ms
+
+Stages (each timed): preprocess (uint8 -> [-1, 1], resize so the longest side is
+processing_resolution, antialiased; pad bottom/right by replication to a multiple the VAE and UNet
+accept), encode (VAE latent mean x scaling factor), unet (family-specific, families/), decode (VAE
+decoder + the family's read-out), postprocess (unpad, bilinear resize back to the input size,
+renormalise normals and rotate them into the ROS optical frame).
+
+The network runs in `dtype`; pre- and post-processing run in float32. Not thread-safe: use one
+predictor per thread.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from depth_ft_ros.core.errors import ConfigError, InputError
+from depth_ft_ros.core.families import (
+    FamilyRunner,
+    FamilySpec,
+    NormalsFrame,
+    check_noise,
+    get_family,
+    get_normals_frame,
+    make_runner,
+    resolve_steps,
+    to_optical_frame,
+)
+from depth_ft_ros.core.families import checkpoint as ckpt
+from depth_ft_ros.core.families.base import normalize_normals
+from depth_ft_ros.core.families.detect import (
+    CheckpointConfigs,
+    check_family_fits,
+    default_normals_frame,
+    detect_family,
+    name_hints,
+)
+from depth_ft_ros.core.families.runtime import StageTimer, check_frame, resolve_device, resolve_dtype
+
+_ATTENTION = ("sdpa", "eager")
+
+
+@dataclass
+class Prediction:
+    """One frame's outputs at the input resolution (float32 numpy arrays).
+
+    depth / disparity: HxW in [0, 1], affine-invariant (depth: 0 near, 1 far; disparity: high near).
+    normals: HxWx3 unit vectors in the ROS optical frame (x right, y down, z forward).
+    timings_ms: preprocess, encode, unet, decode, postprocess, total (per frame; a batch's times are
+    split evenly between its frames). With `encoded=`, the first prediction made from that encoding
+    reports its preprocess/encode times (and counts them in total), later ones report 0 for them.
+    """
+
+    depth: np.ndarray | None = None
+    disparity: np.ndarray | None = None
+    normals: np.ndarray | None = None
+    space: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    processing_hw: tuple[int, int] | None = None  # network input size before padding
+
+    @property
+    def relative(self) -> np.ndarray | None:
+        """The affine-invariant map, whichever of depth or disparity the model gives."""
+        return self.depth if self.depth is not None else self.disparity
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    input_hw: tuple[int, int]
+    processed_hw: tuple[int, int]
+    padding_hw: tuple[int, int]  # rows added at the bottom, columns at the right
+
+
+@dataclass
+class EncodedFrame:
+    """A frame's VAE latent plus what is needed to reuse it with another predictor (same VAE)."""
+
+    latent: torch.Tensor  # [B, 4, h, w], already x scaling_factor
+    geometry: FrameGeometry
+    vae_key: str
+    processing_resolution: int
+    timings_ms: dict[str, float]
+    timings_claimed: bool = False  # set once a prediction has reported these timings
+
+
+@dataclass(frozen=True)
+class PredictorOptions:
+    """Keyword options of from_pretrained besides model/device/dtype/processing_resolution."""
+
+    family: str | None = None  # override detection, e.g. "e2e-ft-depth"
+    revision: str | None = None  # Hub revision
+    noise: str = "zeros"  # "zeros" | "gaussian" (Lotus-G, Marigold few-step)
+    seed: int = 0  # for noise="gaussian"
+    num_inference_steps: int | None = None  # Marigold few-step: 1-4 (default from model_index)
+    channels_last: bool = False
+    attention: str = "sdpa"  # "sdpa" (torch scaled_dot_product_attention) | "eager"
+    compile: bool = False  # torch.compile the UNet and the VAE encoder/decoder
+    pad_multiple: int | None = None  # default: 8 px (VAE) x 2^(UNet down blocks - 1)
+    normals_frame: str | None = None  # override the family's frame: "left-up-back" | "right-up-back"
+    match_input_resolution: bool = True  # False: outputs stay at the processing size (unpadded)
+
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> PredictorOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown predictor option(s) {unknown}; known options: {sorted(known)}")
+        return cls(**options)
+
+
+class DepthFtPredictor:
+    """Runs one depth or normals checkpoint. Build it with `from_pretrained`."""
+
+    def __init__(
+        self,
+        *,
+        runner: FamilyRunner,
+        vae: torch.nn.Module,
+        text_embedding: torch.Tensor,
+        spec: FamilySpec,
+        normals_frame: NormalsFrame | None,
+        model_dir: Path,
+        model_id: str,
+        vae_key: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        processing_resolution: int,
+        pad_multiple: int,
+        match_input_resolution: bool = True,
+        num_inference_steps: int = 1,
+    ) -> None:
+        self.runner = runner
+        self.vae = vae
+        self.spec = spec
+        self.family = spec.name
+        self.task = spec.task
+        self.space = spec.space
+        self.normals_frame = normals_frame
+        self.model_dir = model_dir
+        self.model_id = model_id
+        self.vae_key = vae_key
+        self.device = device
+        self.dtype = dtype
+        self.processing_resolution = processing_resolution
+        self.pad_multiple = pad_multiple
+        self.match_input_resolution = match_input_resolution
+        self.num_inference_steps = num_inference_steps
+        self.channels_last = False
+        self._text = text_embedding.to(device=device, dtype=dtype)
+        self._scaling_factor = float(vae.config.scaling_factor)
+        self._closed = False
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | Path,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype = "auto",
+        processing_resolution: int = 768,
+        **options: Any,
+    ) -> DepthFtPredictor:
+        """Load a diffusers-layout folder or a Hub id (from the HF cache; see `depth-ft-ros fetch-model`).
+
+        Options: see PredictorOptions. Raises ConfigError for bad settings, ModelLoadError for a
+        checkpoint that cannot be found, read or recognised.
+        """
+        opts = PredictorOptions.from_kwargs(options)
+        resolved_device = resolve_device(device)
+        resolved_dtype = resolve_dtype(dtype, resolved_device)
+        if not isinstance(processing_resolution, int) or processing_resolution < 0:
+            raise ConfigError(f"processing_resolution must be an int >= 0 (0 = native), got {processing_resolution!r}")
+        if opts.attention not in _ATTENTION:
+            raise ConfigError(f"attention must be one of {', '.join(_ATTENTION)}, got {opts.attention!r}")
+        check_noise(opts.noise)
+
+        resolved = ckpt.resolve_model(model, opts.revision)
+        model_dir = resolved.path
+        configs = CheckpointConfigs(
+            model_index=ckpt.read_json(model_dir, "model_index.json"),
+            unet=ckpt.read_json(model_dir, "unet/config.json"),
+            scheduler=ckpt.read_json(model_dir, "scheduler/scheduler_config.json"),
+            hints=name_hints(resolved.hub_id, model_dir),
+        )
+        vae_config = ckpt.read_json(model_dir, "vae/config.json")
+        vae_weights = ckpt.find_weights(model_dir, "vae")
+        ckpt.find_weights(model_dir, "unet")
+        if opts.family:
+            spec = get_family(opts.family)
+            check_family_fits(spec, configs.unet)
+        else:
+            spec = detect_family(configs)
+        steps = resolve_steps(spec, opts.num_inference_steps, configs.model_index)
+        frame = default_normals_frame(spec, configs.hints)
+        if opts.normals_frame is not None:
+            frame = get_normals_frame(opts.normals_frame)
+        pad_multiple = _pad_multiple(vae_config, configs.unet, opts.pad_multiple)
+
+        text_embedding = ckpt.empty_text_embedding(model_dir)
+        unet = ckpt.load_component(model_dir, "unet", resolved_dtype).to(resolved_device)
+        vae = ckpt.load_component(model_dir, "vae", resolved_dtype).to(resolved_device)
+        runner = make_runner(
+            spec, unet, configs.scheduler, configs.model_index,
+            num_inference_steps=opts.num_inference_steps, noise=opts.noise, seed=opts.seed,
+        )
+        assert vae_weights is not None
+        predictor = cls(
+            runner=runner, vae=vae, text_embedding=text_embedding, spec=spec, normals_frame=frame,
+            model_dir=model_dir, model_id=resolved.model_id, vae_key=ckpt.file_identity(vae_weights.path),
+            device=resolved_device, dtype=resolved_dtype, processing_resolution=processing_resolution,
+            pad_multiple=pad_multiple, match_input_resolution=opts.match_input_resolution,
+            num_inference_steps=steps,
+        )
+        predictor._speed_up(channels_last=opts.channels_last, attention=opts.attention, compile=opts.compile)
+        return predictor
+
+    def _speed_up(self, *, channels_last: bool, attention: str, compile: bool) -> None:
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+        processor = AttnProcessor2_0 if attention == "sdpa" else AttnProcessor
+        for module in (self.runner.unet, self.vae):
+            module.set_attn_processor(processor())
+            if channels_last:
+                module.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
+        if compile:
+            self.runner.unet.compile()
+            self.vae.encoder.compile()
+            self.vae.decoder.compile()
+
+    # ---- public API -------------------------------------------------------------------------
+
+    def predict(self, rgb: np.ndarray, encoded: EncodedFrame | None = None) -> Prediction:
+        """One HxWx3 uint8 RGB frame -> Prediction; `encoded` (from a predictor with the same VAE,
+        see `encode`) skips preprocessing and encoding."""
+        return self._run([check_frame(rgb)], encoded)[0]
+
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Prediction]:
+        """Several frames; frames of equal size go through the network as one batch."""
+        checked = [check_frame(frame) for frame in frames]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, frame in enumerate(checked):
+            groups.setdefault(frame.shape, []).append(index)
+        results: list[Prediction | None] = [None] * len(checked)
+        for indices in groups.values():
+            for index, prediction in zip(indices, self._run([checked[i] for i in indices], None), strict=True):
+                results[index] = prediction
+        return [r for r in results if r is not None]
+
+    @torch.inference_mode()
+    def encode(self, rgb: np.ndarray) -> EncodedFrame:
+        """Preprocess and VAE-encode a frame once, for every predictor whose vae_key is equal."""
+        self._check_open()
+        timer = StageTimer(self.device)
+        image, geometry = self._preprocess([check_frame(rgb)])
+        timer.lap("preprocess")
+        latent = self._encode(image)
+        timer.lap("encode")
+        times = timer.done(1)
+        return EncodedFrame(
+            latent=latent, geometry=geometry, vae_key=self.vae_key,
+            processing_resolution=self.processing_resolution,
+            timings_ms={"preprocess": times["preprocess"], "encode": times["encode"]},
+        )
+
+    @property
+    def text_embedding(self) -> torch.Tensor:
+        """The cached empty-prompt embedding [1, tokens, dim] on the predictor's device and dtype."""
+        self._check_open()
+        return self._text
+
+    def close(self) -> None:
+        """Drop the networks and free their (GPU) memory; the predictor cannot be used afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        del self.runner, self.vae, self._text
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def __repr__(self) -> str:
+        return (
+            f"DepthFtPredictor(model_id={self.model_id!r}, family={self.family!r}, device={self.device}, "
+            f"dtype={self.dtype}, processing_resolution={self.processing_resolution})"
+        )
+
+    # ---- stages -----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this DepthFtPredictor was closed; load it again with from_pretrained")
+
+    @torch.inference_mode()
+    def _run(self, frames: list[np.ndarray], encoded: EncodedFrame | None) -> list[Prediction]:
+        self._check_open()
+        timer = StageTimer(self.device)
+        if encoded is None:
+            image, geometry = self._preprocess(frames)
+            timer.lap("preprocess")
+            latent = self._encode(image)
+            timer.lap("encode")
+        else:
+            latent, geometry = self._adopt(encoded, frames)
+            if not encoded.timings_claimed:  # count the shared encoding once, in its first user
+                encoded.timings_claimed = True
+                timer.add(encoded.timings_ms)
+        if self.channels_last:
+            latent = latent.contiguous(memory_format=torch.channels_last)
+        pred_latent = self.runner.denoise(latent, self._text)
+        timer.lap("unet")
+        decoded = self.vae.decode(pred_latent / self._scaling_factor, return_dict=False)[0]
+        result = self.runner.finish_decoded(decoded.float())
+        timer.lap("decode")
+        arrays = self._postprocess(result, geometry)
+        timer.lap("postprocess")
+        timings = timer.done(len(frames))
+        return [self._prediction(array, geometry, timings) for array in arrays]
+
+    def _preprocess(self, frames: list[np.ndarray]) -> tuple[torch.Tensor, FrameGeometry]:
+        batch = torch.from_numpy(np.stack(frames)).to(self.device)  # [B, H, W, 3] uint8: 4x less to copy
+        image = batch.permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0
+        height, width = image.shape[-2:]
+        new_hw = (height, width)
+        if self.processing_resolution > 0:
+            longest = max(height, width)
+            new_hw = (height * self.processing_resolution // longest, width * self.processing_resolution // longest)
+            if min(new_hw) == 0:
+                raise InputError(f"extreme aspect ratio {width}x{height}: nothing left at {self.processing_resolution}")
+            if new_hw != (height, width):
+                image = F.interpolate(image, new_hw, mode="bilinear", antialias=True)
+        pad_h, pad_w = -new_hw[0] % self.pad_multiple, -new_hw[1] % self.pad_multiple
+        if pad_h or pad_w:
+            image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+        # The HWC -> CHW permute leaves channels-last strides; pick the layout on purpose, since the
+        # convolution kernels (and their rounding) depend on it.
+        image = image.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        return image, FrameGeometry((height, width), new_hw, (pad_h, pad_w))
+
+    def _encode(self, image: torch.Tensor) -> torch.Tensor:
+        # Distribution mean, not a sample: deterministic (diffusers' Marigold uses mode() = mean too).
+        posterior = self.vae.encode(image.to(self.dtype)).latent_dist
+        return posterior.mode() * self._scaling_factor
+
+    def _adopt(self, encoded: EncodedFrame, frames: list[np.ndarray]) -> tuple[torch.Tensor, FrameGeometry]:
+        geometry = encoded.geometry
+        if encoded.vae_key != self.vae_key:
+            raise ConfigError(
+                f"encoded frame comes from a different VAE (key {encoded.vae_key[:12]}, this predictor "
+                f"{self.vae_key[:12]}); encode with this predictor instead"
+            )
+        if encoded.processing_resolution != self.processing_resolution:
+            raise ConfigError(
+                f"encoded frame was processed at resolution {encoded.processing_resolution}, this predictor "
+                f"uses {self.processing_resolution}; give both predictors the same processing_resolution"
+            )
+        padded = [size + pad for size, pad in zip(geometry.processed_hw, geometry.padding_hw, strict=True)]
+        if any(size % self.pad_multiple for size in padded):
+            raise ConfigError(f"encoded frame is padded to {padded}, not a multiple of {self.pad_multiple}")
+        if len(frames) != encoded.latent.shape[0] or frames[0].shape[:2] != geometry.input_hw:
+            raise InputError(f"encoded frame is {geometry.input_hw}, the rgb frame is {frames[0].shape[:2]}")
+        return encoded.latent.to(device=self.device, dtype=self.dtype), geometry
+
+    def _postprocess(self, result: torch.Tensor, geometry: FrameGeometry) -> np.ndarray:
+        pad_h, pad_w = geometry.padding_hw
+        result = result[:, :, : result.shape[2] - pad_h, : result.shape[3] - pad_w]
+        if self.match_input_resolution and tuple(result.shape[-2:]) != geometry.input_hw:
+            # Plain bilinear (no antialias), as diffusers' Marigold pipelines resize outputs.
+            result = F.interpolate(result, geometry.input_hw, mode="bilinear")
+            if self.task == "normals":
+                result = normalize_normals(result)
+        if self.task == "normals":
+            assert self.normals_frame is not None
+            return to_optical_frame(result, self.normals_frame).permute(0, 2, 3, 1).cpu().numpy()
+        return result[:, 0].cpu().numpy()
+
+    def _prediction(self, array: np.ndarray, geometry: FrameGeometry, timings: dict[str, float]) -> Prediction:
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        prediction = Prediction(space=self.space, timings_ms=dict(timings), processing_hw=geometry.processed_hw)
+        if self.task == "normals":
+            prediction.normals = array
+        elif self.space == "disparity":
+            prediction.disparity = array
+        else:
+            prediction.depth = array
+        return prediction
+
+
+def _pad_multiple(vae_config: dict[str, Any], unet_config: dict[str, Any], requested: int | None) -> int:
+    vae_factor = 2 ** (len(vae_config.get("block_out_channels", [0] * 4)) - 1)
+    unet_factor = 2 ** (len(unet_config.get("down_block_types", [0] * 4)) - 1)
+    if requested is None:
+        return vae_factor * unet_factor
+    if not isinstance(requested, int) or requested <= 0 or requested % vae_factor:
+        raise ConfigError(
+            f"pad_multiple must be a positive multiple of {vae_factor} (the VAE factor), got {requested!r}"
+        )
+    return requested
+
+
+__all__ = ["DepthFtPredictor", "EncodedFrame", "FrameGeometry", "Prediction", "PredictorOptions"]
