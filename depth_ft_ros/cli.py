@@ -15,6 +15,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "make-tiny-model": ("tiny_model", "write a tiny randomly initialised checkpoint with the real file layout"),
     "fetch-model": ("fetch_model", "download a real checkpoint into the Hugging Face cache for offline use"),
     "bench": ("bench", "per-stage predictor timings, and the ratio to diffusers' pipeline"),
+    "bench-node": ("bench_node", "per-frame time the node spends outside the network (conversion, alignment, "
+                   "cloud, publishing)"),
     "eval-alignment": ("eval_alignment", "metric alignment accuracy and speed on real ground truth"),
     "make-demo-bag": ("demo_bag", "write a short rosbag2 built from the bundled Middlebury frame"),
     "replay": ("replay", "replay a rosbag2 through the node and record its outputs"),

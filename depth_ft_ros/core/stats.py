@@ -51,8 +51,7 @@ class NodeStats:
         # worker time ms) of every published frame; tests and benchmarks read them.
         self.recent_arrivals_s: deque[float] = deque(maxlen=window)
         self.recent_frames: deque[tuple[float, float, float]] = deque(maxlen=window)
-        self._stage_ms: dict[str, deque[float]] = {}
-        self._window = window
+        self.recent_stages_ms: deque[dict[str, float]] = deque(maxlen=window)  # per published frame
 
     def frame_in(self, arrival_s: float) -> None:
         with self._lock:
@@ -75,8 +74,7 @@ class NodeStats:
             self.out_rate.tick()
             self._latency_ms.append(latency_ms)
             self.recent_frames.append((arrival_s, latency_ms, work_ms))
-            for stage, value_ms in stages_ms.items():
-                self._stage_ms.setdefault(stage, deque(maxlen=self._window)).append(value_ms)
+            self.recent_stages_ms.append(dict(stages_ms))
 
     def snapshot(self) -> dict[str, str]:
         """Flat key -> text pairs, ready to become diagnostic KeyValues."""
@@ -97,6 +95,12 @@ class NodeStats:
                 lat = np.asarray(self._latency_ms)
                 values["latency_ms.p50"] = f"{np.percentile(lat, 50):.1f}"
                 values["latency_ms.p95"] = f"{np.percentile(lat, 95):.1f}"
-            for stage, samples in sorted(self._stage_ms.items()):
-                values[f"time_ms.{stage}"] = f"{np.median(np.asarray(samples)):.2f}"
+            for stage, median_ms in stage_medians_ms(self.recent_stages_ms).items():
+                values[f"time_ms.{stage}"] = f"{median_ms:.2f}"
             return values
+
+
+def stage_medians_ms(frames: list[dict[str, float]] | deque[dict[str, float]]) -> dict[str, float]:
+    """Median of each stage over the frames that report it."""
+    stages = sorted({stage for frame in frames for stage in frame})
+    return {stage: float(np.median([f[stage] for f in frames if stage in f])) for stage in stages}

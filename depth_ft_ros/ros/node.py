@@ -21,6 +21,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.errors import ConfigError, DepthFtError, InputError
 from depth_ft_ros.core.frame_sync import LatestSlot, StampBuffer
@@ -57,6 +58,7 @@ class DepthFtNode(LifecycleNode):
         self._running = threading.Event()
         self._last_stamp_ns: int | None = None
         self._work_start_s = 0.0
+        self._camera_cache: tuple[tuple[Any, ...], PinholeCamera] | None = None
         self._last_warn_s: dict[str, float] = {}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -210,8 +212,7 @@ class DepthFtNode(LifecycleNode):
             self._warn("no_camera_info", f"no camera_info within {cfg.sync_tolerance} s of the image stamp: "
                        "frame dropped")
             return
-        camera = convert.camera_info_to_camera(info)
-        camera = camera_for_image(camera, rgb.shape[1], rgb.shape[0])
+        camera = self._camera_for(info, rgb.shape[1], rgb.shape[0])
         camera_frame = msg.header.frame_id or info.header.frame_id
 
         frame = FrameInput(rgb=rgb, camera=camera, stamp_ns=stamp_ns)
@@ -243,6 +244,17 @@ class DepthFtNode(LifecycleNode):
         done_s = time.monotonic()
         self.stats.frame_out(arrival_s, (done_s - arrival_s) * 1e3, (done_s - self._work_start_s) * 1e3,
                              result.timings_ms)
+
+    def _camera_for(self, info: CameraInfo, width: int, height: int) -> PinholeCamera:
+        """The camera of this frame; the same object while camera_info does not change, so its per-pixel rays
+        (cached on the camera) are computed once, not per frame."""
+        key = (info.width, info.height, tuple(info.k), tuple(info.p), tuple(info.d), info.distortion_model,
+               info.binning_x, info.binning_y, info.roi.x_offset, info.roi.y_offset, info.roi.width,
+               info.roi.height, width, height)
+        if self._camera_cache is None or self._camera_cache[0] != key:
+            camera = camera_for_image(convert.camera_info_to_camera(info), width, height)
+            self._camera_cache = (key, camera)
+        return self._camera_cache[1]
 
     def _attach_sparse(self, frame: FrameInput, stamp_ns: int, camera_frame: str) -> float:
         """Pair the frame with its sparse points, in the camera frame; returns the seconds spent waiting."""

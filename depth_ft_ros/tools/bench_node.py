@@ -1,0 +1,190 @@
+"""`depth-ft-ros bench-node`: per-frame time the node spends outside the network forward.
+
+Runs the real depth_ft_node in-process over rclpy with every output subscribed (so every output is computed and
+published), feeds it a 640x480 frame made from the Middlebury image with a simulated LiDAR, one frame at a time,
+and prints the median of each stage: image/camera_info conversion, point-cloud decoding and transform, alignment,
+cloud building, message building and publishing; then the network stages for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "cloud", "publish")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--depth-model", default="", help="checkpoint (default: a tiny e2e-ft-depth model)")
+    parser.add_argument("--normals-model", default="", help="checkpoint (default: a tiny e2e-ft-normals model)")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--alignment", nargs="+", default=["global", "local"], choices=["global", "local"])
+    parser.add_argument("--lidar-lines", type=int, default=32)
+    parser.add_argument("--processing-resolution", type=int, default=0, help="0 = native (default here)")
+    parser.add_argument("--outputs", nargs="+", default=["all"],
+                        help="output topics the (separate-process) subscriber takes, or `all`; e.g. depth "
+                        "depth/camera_info points (outputs nobody takes are not computed)")
+    parser.add_argument("--cloud-normals", action=argparse.BooleanOptionalAction, default=True,
+                        help="normal_x/y/z in `points`")
+    parser.add_argument("--alignment-fit", default=None, choices=["scale_shift", "scale"],
+                        help="default: scale for the tiny random checkpoints (their output does not follow depth), "
+                        "else scale_shift")
+
+
+def _scene(width: int, height: int, lines: int) -> tuple[np.ndarray, Any, np.ndarray]:
+    from depth_ft_ros.core.lidar_sim import lidar_scan
+    from depth_ft_ros.core.middlebury import load_motorcycle
+
+    frame = load_motorcycle()
+    rgb = cv2.resize(frame.rgb, (width, height), interpolation=cv2.INTER_AREA)
+    gt = cv2.resize(frame.depth_m, (width, height), interpolation=cv2.INTER_NEAREST)
+    camera = frame.camera.scaled(width, height)
+    return rgb, camera, lidar_scan(gt, camera, lines)
+
+
+def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals_model: str) -> list[dict[str, float]]:
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from depth_ft_ros.ros import convert
+    from depth_ft_ros.ros.node import DepthFtNode
+
+    rgb, camera, points = _scene(args.width, args.height, args.lidar_lines)
+    cloud = np.zeros(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    for i, axis in enumerate("xyz"):
+        cloud[axis] = points[:, i]
+    context = Context()
+    rclpy.init(context=context)
+    params = {"depth_model": depth_model, "normals_model": normals_model, "device": "cpu",
+              "processing_resolution": args.processing_resolution, "alignment": alignment, "use_tf": False,
+              "alignment_fit": args.alignment_fit or ("scale_shift" if args.depth_model else "scale"),
+              "min_depth": 0.1, "max_depth": 20.0, "sync_wait": 1.0, "cloud_normals": args.cloud_normals}
+    node = DepthFtNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    probe = Node("bench_probe", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(probe)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        pubs = {"image": probe.create_publisher(Image, "image", 10),
+                "camera_info": probe.create_publisher(CameraInfo, "camera_info", 10),
+                "sparse_points": probe.create_publisher(PointCloud2, "sparse_points", 10)}
+        # Output subscribers in another process, as RViz and planners are on a robot.
+        mp = multiprocessing.get_context("spawn")
+        received, stop_sub = mp.Value("i", 0), mp.Event()
+        topics = list(OUTPUT_TOPICS) if args.outputs == ["all"] else args.outputs
+        subscriber = mp.Process(target=_subscribe_outputs, args=(topics, received, stop_sub), daemon=True)
+        subscriber.start()
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and not (all(p.get_subscription_count() for p in pubs.values())
+                                                   and probe.count_subscribers(topics[-1]) > 0):
+            time.sleep(0.01)
+        for i in range(args.frames + 2):  # 2 warm-up frames
+            stamp_ns = 1_700_000_000_000_000_000 + i * 100_000_000
+            header = _header(stamp_ns)
+            pubs["camera_info"].publish(convert.camera_to_camera_info(camera, header))
+            pubs["sparse_points"].publish(convert.structured_to_pointcloud2(cloud, header, is_dense=True))
+            pubs["image"].publish(convert.array_to_image(rgb, "rgb8", header))
+            deadline = time.monotonic() + 60.0
+            while received.value <= i and time.monotonic() < deadline:
+                time.sleep(0.002)
+            if received.value <= i:
+                raise RuntimeError(f"no output for frame {i}: {node.stats.snapshot()}")
+        stop_sub.set()
+        subscriber.join(timeout=10.0)
+        return list(node.stats.recent_stages_ms)[2:]
+    finally:
+        stop.set()
+        spinner.join(timeout=5.0)
+        node._stop_worker()
+        node._release()
+        executor.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+        context.try_shutdown()
+
+
+OUTPUT_TOPICS = {"depth": "Image", "depth/camera_info": "CameraInfo", "depth/relative": "Image",
+                 "normals": "Image", "normals/colorized": "Image", "depth/colorized": "Image",
+                 "points": "PointCloud2"}
+
+
+def _subscribe_outputs(topics: list[str], received: Any, stop: Any) -> None:
+    """Child process: subscribe to `topics` (raw bytes: no deserialisation cost); count frames by the last."""
+    import rclpy
+    import sensor_msgs.msg
+
+    rclpy.init()
+    node = rclpy.create_node("bench_subscriber")
+
+    def count(_: bytes) -> None:
+        with received.get_lock():
+            received.value += 1
+
+    for topic in topics:
+        node.create_subscription(getattr(sensor_msgs.msg, OUTPUT_TOPICS[topic]), topic,
+                                 count if topic == topics[-1] else (lambda _: None), 10, raw=True)
+    while not stop.is_set():
+        rclpy.spin_once(node, timeout_sec=0.05)
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def _header(stamp_ns: int) -> Any:
+    from std_msgs.msg import Header
+
+    header = Header(frame_id="camera_optical_frame")
+    header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    return header
+
+
+def run(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    from depth_ft_ros.core.stats import stage_medians_ms
+    from depth_ft_ros.core.tiny import make_tiny_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        depth_model = args.depth_model or str(make_tiny_model(Path(tmp) / "depth", "e2e-ft-depth"))
+        normals_model = args.normals_model or str(make_tiny_model(Path(tmp) / "normals", "e2e-ft-normals"))
+        print(f"bench-node: {args.width}x{args.height}, {args.frames} frames, {args.lidar_lines}-line LiDAR, "
+              f"outputs subscribed in another process: {' '.join(args.outputs)}; cloud normals "
+              f"{'on' if args.cloud_normals else 'off'}; {platform.processor() or platform.machine()}, "
+              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+        print(f"{'alignment':10}{'outside network':>17}" + "".join(f"{s:>16}" for s in OUTSIDE_NETWORK)
+              + f"{'network':>10}")
+        for alignment in args.alignment:
+            frames = _run_one(args, alignment, depth_model, normals_model)
+            outside = [sum(f.get(s, 0.0) for s in OUTSIDE_NETWORK) for f in frames]
+            network = [sum(v for k, v in f.items() if k.endswith(".total")) for f in frames]
+            medians = stage_medians_ms(frames)
+            print(f"{alignment:10}{np.median(outside):>14.2f} ms" +
+                  "".join(f"{medians.get(s, float('nan')):>13.2f} ms" for s in OUTSIDE_NETWORK) +
+                  f"{np.median(network):>7.0f} ms")
+    print("median per frame; 'network' = depth + normals predictor totals (tiny random checkpoints unless given)")
+    return 0
