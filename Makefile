@@ -7,6 +7,7 @@ TORCH_VERSION ?= 2.13.0
 OUT ?= out/demo
 DEPTH_MODEL ?=
 NORMALS_MODEL ?=
+FRAMES ?=
 
 .PHONY: setup test test-all lint demo bench eval-alignment clean
 
@@ -30,8 +31,10 @@ test-all: setup
 lint: setup
 	$(VENV)/bin/ruff check depth_ft_ros test launch
 
+# Tiny random checkpoints -> the Middlebury demo bag -> lossless replay through the node -> summary, output bag
+# and previews under $(OUT). Real checkpoints: DEPTH_MODEL=... NORMALS_MODEL=... (on a CPU, FRAMES=5 keeps it short).
 demo: setup
-	$(VENV)/bin/depth-ft-ros demo --out $(OUT) $(if $(DEPTH_MODEL),--depth-model $(DEPTH_MODEL)) $(if $(NORMALS_MODEL),--normals-model $(NORMALS_MODEL))
+	$(VENV)/bin/depth-ft-ros demo --out $(OUT) $(if $(DEPTH_MODEL),--depth-model $(DEPTH_MODEL)) $(if $(NORMALS_MODEL),--normals-model $(NORMALS_MODEL)) $(if $(FRAMES),--frames $(FRAMES))
 
 bench: setup
 	$(VENV)/bin/depth-ft-ros bench

@@ -54,7 +54,8 @@ class NodeConfig:
     on_few_points: str = _param("hold", "Without a usable fit: hold the last fit for hold_seconds, or publish "
                                 "depth/relative only", choices=("hold", "relative"))
     hold_seconds: float = _param(2.0, "How long the last good fit is held, s", min_value=0.0, max_value=3600.0)
-    smoothing_seconds: float = _param(0.5, "Time constant of the scale/shift smoothing, s (0 = none)",
+    smoothing_seconds: float = _param(0.0, "Time constant of the scale/shift smoothing, s (0 = each frame's own "
+                                      "fit; jumps are still held until confirmed)",
                                       min_value=0.0, max_value=60.0)
     image_transport: str = _param("raw", "Subscribe to `image` (raw) or `image/compressed`",
                                   choices=("raw", "compressed"))

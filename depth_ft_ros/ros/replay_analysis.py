@@ -1,0 +1,118 @@
+"""What the replay learns from the node's outputs as they arrive: per-frame arrival times, the scale/shift that
+maps depth/relative onto depth, metrics against the bag's ground truth, and the arrays the previews need.
+
+Messages are decoded exactly as a subscriber would (rclpy deserialization + depth_ft_ros.ros.convert); each
+frame's arrays are freed as soon as its numbers are computed, so long bags do not grow memory.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from typing import Any
+
+import numpy as np
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import CompressedImage, Image
+
+from depth_ft_ros.bag.messages import COMPRESSED_IMAGE, stamp_ns_from_cdr
+from depth_ft_ros.bag.report import FrameRecord, affine_from_outputs
+from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.core.metrics import depth_metrics
+from depth_ft_ros.ros import convert
+
+GT_MATCH_NS = 5_000_000  # a ground-truth image belongs to a frame when their stamps are this close
+MAX_PENDING = 16  # frames with one of depth / depth/relative decoded, waiting for the other
+
+
+class OutputAnalyzer:
+    """Fed from the executor thread (outputs) and the playing thread (inputs); thread-safe."""
+
+    def __init__(self, frames: list[FrameRecord], namespace: str, space: str, preview_indices: list[int]) -> None:
+        self._by_stamp = {f.stamp_ns: f for f in frames}
+        self._prefix = "/" + namespace.strip("/") + "/"
+        self._space = space
+        self._preview = set(preview_indices)
+        self._lock = threading.Lock()
+        self._gt_stamps: list[int] = []
+        self._gt: dict[int, bytes] = {}
+        self._pending: dict[int, dict[str, np.ndarray]] = {}  # stamp -> decoded outputs awaiting their pair
+        self.previews: dict[int, dict[str, np.ndarray]] = {}  # frame index -> rgb, depth, normals, gt
+        self.warnings: list[str] = []
+        self.gt_skipped = 0
+
+    # -- inputs (playing thread) ---------------------------------------------------------------------------
+
+    def add_ground_truth(self, data: bytes) -> None:
+        stamp_ns = stamp_ns_from_cdr(data)
+        with self._lock:
+            bisect.insort(self._gt_stamps, stamp_ns)
+            self._gt[stamp_ns] = bytes(data)
+
+    def image_sent(self, record: FrameRecord, data: bytes, msgtype: str) -> None:
+        if record.index in self._preview:
+            msg = deserialize_message(data, CompressedImage if msgtype == COMPRESSED_IMAGE else Image)
+            rgb = convert.compressed_to_rgb(msg) if msgtype == COMPRESSED_IMAGE else convert.image_to_rgb(msg)
+            with self._lock:
+                self.previews.setdefault(record.index, {})["rgb"] = np.array(rgb)
+
+    # -- outputs (executor thread) -------------------------------------------------------------------------
+
+    def on_output(self, topic: str, msgtype: str, data: bytes, arrival_s: float) -> None:
+        if not topic.startswith(self._prefix):  # /diagnostics: not a per-frame output
+            return
+        name = topic[len(self._prefix):]
+        try:
+            stamp_ns = stamp_ns_from_cdr(data)
+        except InputError:
+            return
+        record = self._by_stamp.get(stamp_ns)
+        if record is None:  # a stamp that is not one of the bag's frames
+            return
+        with self._lock:
+            record.arrivals_s.setdefault(name, arrival_s)
+        if name in ("depth", "depth/relative"):
+            image = deserialize_message(data, Image)
+            array = convert.depth_image_to_metres(image) if name == "depth" else np.array(
+                convert.image_to_array(image), dtype=np.float32)
+            self._keep(record, name, array)
+        elif name == "normals" and record.index in self._preview:
+            normals = np.array(convert.image_to_array(deserialize_message(data, Image)), dtype=np.float32)
+            with self._lock:
+                self.previews.setdefault(record.index, {})["normals"] = normals
+
+    def _keep(self, record: FrameRecord, name: str, array: np.ndarray) -> None:
+        with self._lock:
+            pending = self._pending.setdefault(record.stamp_ns, {})
+            pending[name] = array
+            if name == "depth":
+                self._score(record, array)
+                if record.index in self._preview:
+                    self.previews.setdefault(record.index, {})["depth"] = array
+            if "depth" in pending and "depth/relative" in pending:
+                record.scale, record.shift, record.fit_residual_rel = affine_from_outputs(
+                    pending["depth"], pending["depth/relative"], self._space)
+                del self._pending[record.stamp_ns]
+            while len(self._pending) > MAX_PENDING:  # a frame whose pair never came (e.g. no fit): forget it
+                del self._pending[min(self._pending)]
+
+    def _score(self, record: FrameRecord, depth_m: np.ndarray) -> None:
+        """Metrics vs the nearest ground truth (called with the lock held)."""
+        i = bisect.bisect_left(self._gt_stamps, record.stamp_ns - GT_MATCH_NS)
+        if i >= len(self._gt_stamps) or abs(self._gt_stamps[i] - record.stamp_ns) > GT_MATCH_NS:
+            return
+        gt = convert.depth_image_to_metres(deserialize_message(self._gt.pop(self._gt_stamps.pop(i)), Image))
+        if gt.shape != depth_m.shape:
+            self.gt_skipped += 1
+            msg = f"ground truth is {gt.shape[1]}x{gt.shape[0]}, depth {depth_m.shape[1]}x{depth_m.shape[0]}: " \
+                  "frames not scored"
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+            return
+        record.metrics = depth_metrics(depth_m, gt)
+        if record.index in self._preview:
+            self.previews.setdefault(record.index, {})["gt"] = gt
+
+    def preview_frames(self) -> dict[int, dict[str, Any]]:
+        with self._lock:
+            return dict(self.previews)
