@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "depth/camera_info points (outputs nobody takes are not computed)")
     parser.add_argument("--cloud-normals", action=argparse.BooleanOptionalAction, default=True,
                         help="normal_x/y/z in `points`")
+    parser.add_argument("--cloud-stride", type=int, default=1, help="keep every n-th pixel in `points`")
     parser.add_argument("--alignment-fit", default=None, choices=["scale_shift", "scale"],
                         help="default: scale for the tiny random checkpoints (their output does not follow depth), "
                         "else scale_shift")
@@ -72,7 +73,8 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
     params = {"depth_model": depth_model, "normals_model": normals_model, "device": "cpu",
               "processing_resolution": args.processing_resolution, "alignment": alignment, "use_tf": False,
               "alignment_fit": args.alignment_fit or ("scale_shift" if args.depth_model else "scale"),
-              "min_depth": 0.1, "max_depth": 20.0, "sync_wait": 1.0, "cloud_normals": args.cloud_normals}
+              "min_depth": 0.1, "max_depth": 20.0, "sync_wait": 1.0, "cloud_normals": args.cloud_normals,
+              "cloud_stride": args.cloud_stride}
     node = DepthFtNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     probe = Node("bench_probe", context=context)
     executor = SingleThreadedExecutor(context=context)
@@ -174,8 +176,9 @@ def run(args: argparse.Namespace) -> int:
         normals_model = args.normals_model or str(make_tiny_model(Path(tmp) / "normals", "e2e-ft-normals"))
         print(f"bench-node: {args.width}x{args.height}, {args.frames} frames, {args.lidar_lines}-line LiDAR, "
               f"outputs subscribed in another process: {' '.join(args.outputs)}; cloud normals "
-              f"{'on' if args.cloud_normals else 'off'}; {platform.processor() or platform.machine()}, "
-              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+              f"{'on' if args.cloud_normals else 'off'}, stride {args.cloud_stride}; "
+              f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+              f"torch {torch.__version__}")
         print(f"{'alignment':10}{'outside network':>17}" + "".join(f"{s:>16}" for s in OUTSIDE_NETWORK)
               + f"{'network':>10}")
         for alignment in args.alignment:
