@@ -207,23 +207,23 @@ def test_bad_input_is_counted_and_the_next_good_frame_is_processed(ros_graph: An
     zero_k.p = [0.0] * 12
     other_size = camera_info_msg(s.camera.scaled(100, 100), 0)
 
-    bad_cases: list[tuple[str, dict[str, Any]]] = [
-        ("unknown encoding", {"image": image_with(encoding="yuv_unknown")}),
-        ("zero size", {"image": image_with(height=0, width=0, step=0, data=b"")}),
-        ("truncated data", {"image": image_with(data=bytes(good_rgb.data)[:100])}),
-        ("wrong step", {"image": image_with(step=good_rgb.width)}),
-        ("zero K", {"info": zero_k}),
-        ("camera_info of another size", {"info": other_size}),
-        ("cloud without x/y/z", {"points": no_xyz}),
+    bad_cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("unknown encoding", "bad_image", {"image": image_with(encoding="yuv_unknown")}),
+        ("zero size", "bad_image", {"image": image_with(height=0, width=0, step=0, data=b"")}),
+        ("truncated data", "bad_image", {"image": image_with(data=bytes(good_rgb.data)[:100])}),
+        ("wrong step", "bad_image", {"image": image_with(step=good_rgb.width)}),
+        ("zero K", "bad_camera_info", {"info": zero_k}),
+        ("camera_info of another size", "bad_camera_info", {"info": other_size}),
+        ("cloud without x/y/z", "bad_sparse_points", {"points": no_xyz}),
     ]
     stamp_ns = T0_NS
-    for label, parts in bad_cases:
+    for label, kind, parts in bad_cases:
         stamp_ns += 100_000_000
-        before = sum(node.stats.warnings.values())
+        before = node.stats.warnings[kind]
         for part in parts.values():
             stamp(part, stamp_ns)
         probe.send(stamp_ns, **parts)
-        assert ros_graph.wait_for(lambda b=before: sum(node.stats.warnings.values()) > b, 10.0), label
+        assert ros_graph.wait_for(lambda k=kind, b=before: node.stats.warnings[k] > b, 10.0), label
         stamp_ns += 100_000_000
         probe.send(stamp_ns)  # the next good frame is processed
         probe.wait_output("normals", stamp_ns)

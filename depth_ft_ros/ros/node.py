@@ -58,6 +58,7 @@ class DepthFtNode(LifecycleNode):
         self._running = threading.Event()
         self._last_stamp_ns: int | None = None
         self._work_start_s = 0.0
+        self._stage = "image"  # the input being converted when an InputError is raised
         self._camera_cache: tuple[tuple[Any, ...], PinholeCamera] | None = None
         self._last_warn_s: dict[str, float] = {}
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -184,7 +185,7 @@ class DepthFtNode(LifecycleNode):
                 self._process(msg, arrival_s)
             except InputError as exc:
                 self.stats.drop("bad_input")  # the frame produced no output: count it as dropped too
-                self._warn(_kind_of(str(exc)), str(exc))
+                self._warn(f"bad_{self._stage}", str(exc))
             except Exception as exc:  # keep running: one bad frame must not kill the node
                 self.stats.drop("internal_error")
                 self._warn("internal_error", f"{exc!r}")
@@ -202,6 +203,7 @@ class DepthFtNode(LifecycleNode):
         self._last_stamp_ns = stamp_ns
 
         t0 = time.perf_counter()
+        self._stage = "image"  # names the bad input in warnings and diagnostics
         rgb = (convert.compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else convert.image_to_rgb(msg))
         t1 = time.perf_counter()
         tolerance_ns = int(cfg.sync_tolerance * 1e9)
@@ -212,6 +214,7 @@ class DepthFtNode(LifecycleNode):
             self._warn("no_camera_info", f"no camera_info within {cfg.sync_tolerance} s of the image stamp: "
                        "frame dropped")
             return
+        self._stage = "camera_info"
         camera = self._camera_for(info, rgb.shape[1], rgb.shape[0])
         camera_frame = msg.header.frame_id or info.header.frame_id
 
@@ -222,6 +225,7 @@ class DepthFtNode(LifecycleNode):
             sparse_wait_s = self._attach_sparse(frame, stamp_ns, camera_frame)
         t4 = time.perf_counter()
 
+        self._stage = "frame"
         result = pipeline.process(frame, Outputs(normals=pubs.wants_normals(), cloud=pubs.wants_cloud()))
         t5 = time.perf_counter()
         pubs.publish(msg.header, result, rgb)
@@ -271,7 +275,7 @@ class DepthFtNode(LifecycleNode):
                 return waited_s
             xyz = convert.pointcloud2_to_xyz(msg)
         except InputError as exc:  # the frame still gets depth/relative, normals (and a held fit)
-            self._warn(_kind_of(str(exc)), f"{exc} (frame processed without metric points)")
+            self._warn(f"bad_sparse_{cfg.sparse_input}", f"{exc} (frame processed without metric points)")
             return waited_s
         assert self._extrinsics is not None
         transform = self._extrinsics.lookup(msg.header.frame_id, camera_frame)
@@ -299,12 +303,6 @@ class DepthFtNode(LifecycleNode):
         msg = build_diagnostics(self.get_name(), self.get_clock().now().to_msg(), self.stats.snapshot(), extra,
                                 configured=self.pipeline is not None, active=self._running.is_set())
         self._diag_pub.publish(msg)
-
-
-def _kind_of(message: str) -> str:
-    """A short counter key for an InputError message: its first words."""
-    head = message.split(":", 1)[0].strip().lower()
-    return "_".join(head.split()[:4]) or "bad_input"
 
 
 def main(args: list[str] | None = None) -> int:
