@@ -207,7 +207,8 @@ def speed_table(frame: MiddleburyFrame, seed: int, repeats: int) -> list[str]:
     n_rep = max(repeats * 7, 20)
     lines = [f"### Speed at 640x480 ({n_rep} runs each; median and minimum)", "",
              "| stage | points | ms median | ms min |", "|---|---|---|---|"]
-    inputs = {"random 500": lidar_sim.random_pixels(gt, 500, np.random.default_rng([seed, 12]))}
+    inputs = {"random 500": lidar_sim.random_pixels(gt, 500, np.random.default_rng([seed, 12])),
+              "random 5000": lidar_sim.random_pixels(gt, 5000, np.random.default_rng([seed, 15]))}
     sp = project_sparse_points(lidar_sim.lidar_scan(gt, cam, 16, rng=np.random.default_rng([seed, 13])), cam)
     inputs["lidar 16 lines"] = (sp.uv, sp.z_m)
     pts = lidar_sim.lidar_scan(gt, cam, 64, rng=np.random.default_rng([seed, 14]))
