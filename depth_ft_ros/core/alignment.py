@@ -170,7 +170,7 @@ def fit_scale_shift(
     min_range_rel: float = 0.05,
     huber_k: float = 1.345,
     inlier_k: float = 3.0,
-    max_iter: int = 20,
+    max_iter: int = 10,  # the inlier refit after IRLS finishes the job: 10 vs 20 passes, same fits (measured)
     n_hypotheses: int = 200,
     seed: int = 0,
     fit_shift: bool = True,
