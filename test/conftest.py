@@ -29,9 +29,10 @@ from typing import Any
 
 import pytest
 
+from depth_ft_ros.ros.isolation import localhost_only_discovery
+
 # Valid ROS 2 domain ids on Linux with the default port mapping: 0..101 and 215..232. 0 is everyone's default.
 _DOMAIN_POOL = [*range(1, 102), *range(215, 233)]
-_PRE_JAZZY = ("foxy", "galactic", "humble")
 _RCLPY_FIXTURES = {"rclpy_context", "ros_graph"}
 
 
@@ -40,14 +41,7 @@ def isolate_ros_environment() -> int:
     override = os.environ.get("DEPTH_FT_TEST_ROS_DOMAIN_ID")
     domain = int(override) if override else _DOMAIN_POOL[os.getpid() % len(_DOMAIN_POOL)]
     os.environ["ROS_DOMAIN_ID"] = str(domain)
-    if os.environ.get("ROS_DISTRO", "").lower() in _PRE_JAZZY:
-        os.environ["ROS_LOCALHOST_ONLY"] = "1"
-    else:
-        # Iron+ (the wheels set no ROS_DISTRO: Jazzy). ROS_LOCALHOST_ONLY is deprecated there and, when set,
-        # overrides the range, so drop it along with any static peers.
-        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-        os.environ.pop("ROS_LOCALHOST_ONLY", None)
-        os.environ.pop("ROS_STATIC_PEERS", None)
+    localhost_only_discovery()
     return domain
 
 

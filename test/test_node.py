@@ -332,3 +332,27 @@ def test_missing_model_fails_configure_with_the_fetch_command(tmp_path: Path) ->
                           env={**__import__("os").environ, **env})
     assert proc.returncode == 1
     assert "depth-ft-ros fetch-model nobody/no-such-model" in proc.stderr + proc.stdout
+
+
+def test_parameter_changes_at_run_time_take_effect_or_wait_for_configure(ros_graph: Any) -> None:
+    from rclpy.parameter import Parameter
+
+    node = start_node(ros_graph, hold_seconds=1.0)
+    probe = Probe(ros_graph)
+
+    def set_ok(name: str, value: Any) -> None:
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert result.successful, result.reason
+
+    set_ok("use_sim_time", True)  # rclpy's own parameter: accepted, not ours to check
+    set_ok("hold_seconds", 3.0)
+    set_ok("alignment", "global")
+    assert node.pipeline.filter.hold_seconds == 3.0 and node.pipeline.config.alignment == "global"
+    set_ok("sparse_input", "depth")  # chooses subscriptions: waits for the next configure
+    assert node.config.sparse_input == "points" and node._declared.sparse_input == "depth"
+    set_ok("diagnostics_period", 0.5)
+    assert node._diag_timer.timer_period_ns == 500_000_000
+    # The node keeps working with the subscriptions it was configured with.
+    probe.send(T0_NS)
+    probe.wait_output("depth", T0_NS)
+    assert node.last_alignment["alignment.method"] == "global"

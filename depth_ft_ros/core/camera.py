@@ -228,7 +228,10 @@ class PinholeCamera:
             # More iterations than cv2.undistortPoints' default 5, which leaves ~0.2 px at the corners of a
             # strongly distorted (k1 ~ -0.3) lens.
             criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-10)
-            out = cv2.undistortPoints(pts, k, self.d, None, None, None, criteria)
+            if hasattr(cv2, "undistortPointsIter"):  # OpenCV 4.x (Ubuntu 22.04 / Humble ships 4.5)
+                out = cv2.undistortPointsIter(pts, k, self.d, None, None, criteria)
+            else:  # OpenCV 5 folded the criteria into undistortPoints
+                out = cv2.undistortPoints(pts, k, self.d, None, None, None, criteria)
         return out.reshape(-1, 2)
 
     def _max_radius2(self) -> float:

@@ -53,6 +53,7 @@ def cloud_arrays(
     normals: np.ndarray | None = None,
     stride: int = 1,
     max_range_m: float | None = None,
+    rectified: bool = True,
 ) -> np.ndarray:
     """Organized cloud (H', W') = depth[::stride, ::stride] in the camera optical frame.
 
@@ -60,7 +61,8 @@ def cloud_arrays(
     does the same); invalid depth (NaN, <= 0, inf) or range (Euclidean norm) beyond max_range_m -> NaN xyz.
     rgb: uint8 HxWx3 in RGB order (convert bgr8 first), resized to the depth size if needed; it is kept for
     invalid points as in depth_image_proc. normals: float HxWx3 unit vectors in the optical frame (resized
-    bilinearly and renormalised if needed), NaN where the point is invalid.
+    bilinearly and renormalised if needed), NaN where the point is invalid. rectified: the depth is of a
+    rectified image (rays from P, as depth_image_proc) or of the raw image (rays from K and D).
     """
     depth = np.asarray(depth_m)
     if depth.ndim != 2:
@@ -69,7 +71,7 @@ def cloud_arrays(
         raise InputError(f"stride must be a positive integer, got {stride!r}")
     h, w = depth.shape
     cam = camera.scaled(w, h)
-    xr, yr = cam.rays()
+    xr, yr = cam.rays(rectified)
     if stride > 1:
         depth, xr, yr = depth[::stride, ::stride], xr[::stride, ::stride], yr[::stride, ::stride]
     dtype = cloud_dtype(rgb is not None, normals is not None)
@@ -83,7 +85,7 @@ def cloud_arrays(
     z[invalid] = np.nan
     np.multiply(xr, z, out=out[..., 0])
     np.multiply(yr, z, out=out[..., 1])
-    if cam.p[0, 3] != 0 or cam.p[1, 3] != 0:  # stereo Tx/Ty (0 for a monocular camera)
+    if rectified and (cam.p[0, 3] != 0 or cam.p[1, 3] != 0):  # stereo Tx/Ty (0 for a monocular camera)
         out[..., 0] -= np.float32(cam.p[0, 3] / cam.p[0, 0])
         out[..., 1] -= np.float32(cam.p[1, 3] / cam.p[1, 1])
     if max_range_m is not None:

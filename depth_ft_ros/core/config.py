@@ -57,6 +57,8 @@ class NodeConfig:
     smoothing_seconds: float = _param(0.0, "Time constant of the scale/shift smoothing, s (0 = each frame's own "
                                       "fit; jumps are still held until confirmed)",
                                       min_value=0.0, max_value=60.0)
+    image_rectified: bool = _param(False, "The image is rectified (image_rect: geometry from P); false: raw as the "
+                                   "driver publishes it (image_raw: K and distortion D)")
     image_transport: str = _param("raw", "Subscribe to `image` (raw) or `image/compressed`",
                                   choices=("raw", "compressed"))
     sparse_input: str = _param("points", "Metric points from `sparse_points` (PointCloud2), `sparse_depth` "

@@ -22,7 +22,7 @@ from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.errors import ConfigError, InputError
 from depth_ft_ros.core.local_alignment import refine_local
 from depth_ft_ros.core.sparse import SparsePoints, project_sparse_points, sparse_from_depth_image
-from depth_ft_ros.core.temporal import ScaleShiftFilter
+from depth_ft_ros.core.temporal import FilterAction, ScaleShiftFilter
 
 if TYPE_CHECKING:
     from depth_ft_ros.core.predictor import DepthFtPredictor
@@ -90,31 +90,46 @@ class FramePipeline:
                  normals_predictor: DepthFtPredictor | None) -> None:
         if depth_predictor is None and normals_predictor is None:
             raise ConfigError("parameters depth_model and normals_model are both empty: set at least one")
-        self.config = config
         self.depth_predictor = depth_predictor
         self.normals_predictor = normals_predictor
-        self.space = self._resolve_space()
         # Encode once when both models share the VAE (E2E-FT and Lotus publish one checkpoint per task).
         self.shared_encoder = (depth_predictor is not None and normals_predictor is not None
                                and depth_predictor.vae_key == normals_predictor.vae_key)
+        self.config = config
+        self.space = self._resolve_space(config)
         self.filter = ScaleShiftFilter(time_constant_s=config.smoothing_seconds, hold_seconds=config.hold_seconds)
+
+    def update_config(self, config: NodeConfig) -> None:
+        """Apply parameters changed at run time (from the next frame on; a frame in flight keeps its own)."""
+        space = self._resolve_space(config)
+        if space != self.space or (config.smoothing_seconds, config.hold_seconds) != (
+                self.filter.time_constant_s, self.filter.hold_seconds):
+            self.filter = ScaleShiftFilter(time_constant_s=config.smoothing_seconds,
+                                           hold_seconds=config.hold_seconds)
+        self.space = space
+        self.config = config
 
     @classmethod
     def load(cls, config: NodeConfig) -> FramePipeline:
         from depth_ft_ros.core.predictor import DepthFtPredictor
 
-        def load_one(model: str) -> DepthFtPredictor | None:
-            if not model:
-                return None
-            return DepthFtPredictor.from_pretrained(model, device=config.device, dtype=config.dtype,
-                                                    processing_resolution=config.processing_resolution)
-
-        depth, normals = load_one(config.depth_model), load_one(config.normals_model)
-        for name, predictor, task in (("depth_model", depth, "depth"), ("normals_model", normals, "normals")):
-            if predictor is not None and predictor.task != task:
-                raise ConfigError(f"parameter {name}={predictor.model_id!r} is a {predictor.task} checkpoint, "
-                                  f"not a {task} one")
-        return cls(config, depth, normals)
+        loaded: dict[str, DepthFtPredictor] = {}
+        try:
+            for name, task in (("depth_model", "depth"), ("normals_model", "normals")):
+                model = getattr(config, name)
+                if not model:
+                    continue
+                predictor = DepthFtPredictor.from_pretrained(model, device=config.device, dtype=config.dtype,
+                                                             processing_resolution=config.processing_resolution)
+                loaded[task] = predictor
+                if predictor.task != task:
+                    raise ConfigError(f"parameter {name}={predictor.model_id!r} is a {predictor.task} checkpoint, "
+                                      f"not a {task} one")
+        except BaseException:
+            for predictor in loaded.values():  # free the GPU memory of what did load
+                predictor.close()
+            raise
+        return cls(config, loaded.get("depth"), loaded.get("normals"))
 
     def close(self) -> None:
         for predictor in (self.depth_predictor, self.normals_predictor):
@@ -139,7 +154,7 @@ class FramePipeline:
 
     def process(self, frame: FrameInput, outputs: Outputs | None = None) -> FrameResult:
         outputs = outputs or Outputs()
-        cfg = self.config
+        cfg = self.config  # one snapshot per frame: parameters may change while it runs
         timings_ms: dict[str, float] = {}
         t0 = time.perf_counter()
 
@@ -147,7 +162,7 @@ class FramePipeline:
                                           (outputs.cloud and cfg.cloud_normals), timings_ms=timings_ms)
         t1 = time.perf_counter()
 
-        depth_m, report = self._metric_depth(frame, relative)
+        depth_m, report = self._metric_depth(cfg, frame, relative)
         t2 = time.perf_counter()
         timings_ms["align"] = (t2 - t1) * 1e3
 
@@ -159,6 +174,7 @@ class FramePipeline:
                 normals=normals if cfg.cloud_normals else None,
                 stride=cfg.cloud_stride,
                 max_range_m=cfg.cloud_max_range or cfg.max_depth,
+                rectified=cfg.image_rectified,
             )
         timings_ms["cloud"] = (time.perf_counter() - t2) * 1e3
         timings_ms["pipeline"] = (time.perf_counter() - t0) * 1e3
@@ -167,11 +183,11 @@ class FramePipeline:
 
     # -- steps ---------------------------------------------------------------------------------------------
 
-    def _resolve_space(self) -> str | None:
+    def _resolve_space(self, config: NodeConfig) -> str | None:
         if self.depth_predictor is None:
             return None
-        if self.config.space != "auto":
-            return self.config.space
+        if config.space != "auto":
+            return config.space
         return self.depth_predictor.space or "depth"
 
     def _predict(self, rgb: np.ndarray, want_normals: bool,
@@ -190,32 +206,33 @@ class FramePipeline:
             timings_ms.update({f"normals.{k}": v for k, v in prediction.timings_ms.items()})
         return relative, normals
 
-    def _sparse(self, frame: FrameInput) -> SparsePoints | None:
-        cfg = self.config
+    @staticmethod
+    def _sparse(cfg: NodeConfig, frame: FrameInput) -> SparsePoints | None:
         if frame.points_cam_m is not None:
-            return project_sparse_points(frame.points_cam_m, frame.camera, min_depth_m=cfg.min_depth,
+            return project_sparse_points(frame.points_cam_m, frame.camera, rectified=cfg.image_rectified,
+                                         min_depth_m=cfg.min_depth,
                                          max_depth_m=cfg.max_depth, filter_see_through=cfg.see_through_margin > 0,
                                          see_through_margin_m=cfg.see_through_margin)
         if frame.sparse_depth_m is not None:
             return sparse_from_depth_image(frame.sparse_depth_m, "32FC1", target_size=frame.rgb.shape[1::-1])
         return None
 
-    def _metric_depth(self, frame: FrameInput,
+    def _metric_depth(self, cfg: NodeConfig, frame: FrameInput,
                       relative: np.ndarray | None) -> tuple[np.ndarray | None, AlignmentReport]:
-        cfg = self.config
+        space, temporal = self.space, self.filter  # read once: update_config may replace them meanwhile
         if relative is None:
             return None, AlignmentReport(state="no-depth-model", method="off")
         if cfg.alignment == "off":
             return None, AlignmentReport(state="off", method="off")
-        sparse = self._sparse(frame)
+        sparse = self._sparse(cfg, frame)
         n_points = 0 if sparse is None else len(sparse.z_m)
         if sparse is not None and n_points >= cfg.min_points:
-            fit = fit_scale_shift(relative, sparse.uv, sparse.z_m, space=self.space, robust=True,
+            fit = fit_scale_shift(relative, sparse.uv, sparse.z_m, space=space, robust=True,
                                   min_points=cfg.min_points, fit_shift=cfg.alignment_fit == "scale_shift")
         else:
-            fit = FitResult.refused(self.space, n_points, f"too few points ({n_points} < min_points "
+            fit = FitResult.refused(space, n_points, f"too few points ({n_points} < min_points "
                                     f"{cfg.min_points})")
-        filtered = self.filter.update(fit if fit.ok else None, frame.stamp_ns)
+        filtered = temporal.update(fit if fit.ok else None, frame.stamp_ns)
         report = AlignmentReport(
             state="relative-only", method=cfg.alignment, points_used=n_points, inliers=fit.n_inliers,
             residual_m=fit.residual_m, reason=fit.reason or "", filter_action=filtered.action,
@@ -224,9 +241,10 @@ class FramePipeline:
         use_held = filtered.ok and (fit.ok or cfg.on_few_points == "hold")
         if not use_held:
             return None, report
-        report.state = "fitted" if fit.ok else "held"
+        # "held" also when this frame's fit is a jump the filter has not confirmed yet.
+        report.state = "held" if filtered.action == FilterAction.HELD else "fitted"
         report.scale, report.shift = filtered.scale, filtered.shift
-        depth_m = apply_scale_shift(relative, filtered.scale, filtered.shift, self.space,
+        depth_m = apply_scale_shift(relative, filtered.scale, filtered.shift, space,
                                     cfg.min_depth, cfg.max_depth)
         if cfg.alignment == "local" and fit.ok and sparse is not None:
             # All points, not only the global inliers: the local outlier test re-admits points that a smooth

@@ -76,6 +76,11 @@ class NodeStats:
             self.recent_frames.append((arrival_s, latency_ms, work_ms))
             self.recent_stages_ms.append(dict(stages_ms))
 
+    def frames_finished(self) -> int:
+        """Frames the node is done with: published or dropped (every drop is counted, with its reason)."""
+        with self._lock:
+            return self.frames_out + sum(self.dropped.values())
+
     def snapshot(self) -> dict[str, str]:
         """Flat key -> text pairs, ready to become diagnostic KeyValues."""
         with self._lock:

@@ -39,6 +39,12 @@ class Extrinsics:
         self.source = "tf2" if self._buffer is not None else (
             "static parameters" + ("" if use_tf is False else " (tf2_ros not importable)"))
 
+    def close(self) -> None:
+        """Stop listening to /tf and /tf_static (a new configure makes a new listener)."""
+        if self._listener is not None and hasattr(self._listener, "unregister"):
+            self._listener.unregister()
+        self._listener = self._buffer = None
+
     def update_static(self, translation_m: list[float], rotation_xyzw: list[float]) -> None:
         self._static = pose_to_matrix(translation_m, rotation_xyzw)
 

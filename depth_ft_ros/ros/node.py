@@ -31,7 +31,13 @@ from depth_ft_ros.core.stats import NodeStats
 from depth_ft_ros.ros import convert
 from depth_ft_ros.ros.diagnostics import build_diagnostics
 from depth_ft_ros.ros.extrinsics import Extrinsics
-from depth_ft_ros.ros.params import RECONFIGURE_ONLY, apply_changes, declare_parameters
+from depth_ft_ros.ros.params import (
+    CONFIG_PARAMETERS,
+    RECONFIGURE_ONLY,
+    apply_changes,
+    declare_parameters,
+    live_config,
+)
 from depth_ft_ros.ros.publishers import FramePublishers
 
 WARN_THROTTLE_S = 5.0
@@ -44,7 +50,10 @@ def stamp_to_ns(stamp: Any) -> int:
 class DepthFtNode(LifecycleNode):
     def __init__(self, node_name: str = "depth_ft_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self.config: NodeConfig = declare_parameters(self)  # ConfigError: invalid configuration, fail at start
+        # ConfigError: invalid configuration, fail at start. `config` is what runs; `_declared` holds parameter
+        # changes too, some of which (RECONFIGURE_ONLY) wait for the next configure.
+        self.config: NodeConfig = declare_parameters(self)
+        self._declared = self.config
         self.stats = NodeStats()
         self.pipeline: FramePipeline | None = None
         self.last_alignment: dict[str, str] = {}
@@ -68,7 +77,7 @@ class DepthFtNode(LifecycleNode):
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        cfg = self.config
+        cfg = self.config = self._declared
         try:
             self.pipeline = FramePipeline.load(cfg)
         except DepthFtError as exc:
@@ -120,7 +129,10 @@ class DepthFtNode(LifecycleNode):
         self._images.close()
         if self._worker is not None:
             self._worker.join(timeout=30.0)
-            self._worker = None
+            if self._worker.is_alive():  # a frame still in the network (slow CPU): keep its models alive
+                self.get_logger().warning("worker still busy after 30 s; it stops after its current frame")
+            else:
+                self._worker = None
         self._images = LatestSlot()
 
     def _release(self) -> None:
@@ -130,8 +142,14 @@ class DepthFtNode(LifecycleNode):
         if self._pubs is not None:
             self._pubs.destroy()
             self._pubs = None
+        if self._extrinsics is not None:
+            self._extrinsics.close()
+            self._extrinsics = None
         if self.pipeline is not None:
-            self.pipeline.close()  # frees GPU memory
+            if self._worker is not None and self._worker.is_alive():
+                self.get_logger().warning("models not freed: the worker is still running a frame")
+            else:
+                self.pipeline.close()  # frees GPU memory
             self.pipeline = None
         self._infos.clear()
         self._sparse.clear()
@@ -153,20 +171,28 @@ class DepthFtNode(LifecycleNode):
         self._sparse.add(stamp_to_ns(msg.header.stamp), msg)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        # Parameters that are not ours (use_sim_time, ...) belong to rclpy: accept them untouched.
         changes = {p.name: (list(p.value) if isinstance(p.value, (list, tuple)) or hasattr(p.value, "tolist")
-                            else p.value) for p in params}
+                            else p.value) for p in params if p.name in CONFIG_PARAMETERS}
+        if not changes:
+            return SetParametersResult(successful=True)
         try:
-            new_config = apply_changes(self.config, changes)
+            declared = apply_changes(self._declared, changes)
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         deferred = sorted(set(changes) & RECONFIGURE_ONLY)
         if deferred:
             self.get_logger().info(f"{', '.join(deferred)} take effect at the next configure")
-        self.config = new_config
+        self._declared = declared
+        self.config = live_config(declared, self.config)
         if self.pipeline is not None:
-            self.pipeline.config = new_config
+            self.pipeline.update_config(self.config)
         if self._extrinsics is not None:
-            self._extrinsics.update_static(new_config.static_translation, new_config.static_rotation)
+            self._extrinsics.update_static(self.config.static_translation, self.config.static_rotation)
+        if "diagnostics_period" in changes:
+            self._diag_timer.cancel()
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
         return SetParametersResult(successful=True)
 
     # -- worker --------------------------------------------------------------------------------------------
@@ -222,7 +248,7 @@ class DepthFtNode(LifecycleNode):
         t3 = time.perf_counter()
         sparse_wait_s = 0.0
         if cfg.sparse_input != "none" and cfg.alignment != "off":
-            sparse_wait_s = self._attach_sparse(frame, stamp_ns, camera_frame)
+            sparse_wait_s = self._attach_sparse(cfg, frame, stamp_ns, camera_frame)
         t4 = time.perf_counter()
 
         self._stage = "frame"
@@ -260,9 +286,11 @@ class DepthFtNode(LifecycleNode):
             self._camera_cache = (key, camera)
         return self._camera_cache[1]
 
-    def _attach_sparse(self, frame: FrameInput, stamp_ns: int, camera_frame: str) -> float:
-        """Pair the frame with its sparse points, in the camera frame; returns the seconds spent waiting."""
-        cfg = self.config
+    def _attach_sparse(self, cfg: NodeConfig, frame: FrameInput, stamp_ns: int, camera_frame: str) -> float:
+        """Pair the frame with its sparse points, in the camera frame; returns the seconds spent waiting.
+
+        Bad sparse input is warned about and counted; the frame goes on without metric points (it still gets
+        depth/relative and normals, and a held fit)."""
         t0 = time.perf_counter()
         msg = self._sparse.wait_nearest(stamp_ns, int(cfg.sync_tolerance * 1e9), cfg.sync_wait)
         waited_s = time.perf_counter() - t0
@@ -274,16 +302,15 @@ class DepthFtNode(LifecycleNode):
                 frame.sparse_depth_m = convert.depth_image_to_metres(msg)
                 return waited_s
             xyz = convert.pointcloud2_to_xyz(msg)
-        except InputError as exc:  # the frame still gets depth/relative, normals (and a held fit)
+            assert self._extrinsics is not None
+            transform = self._extrinsics.lookup(msg.header.frame_id, camera_frame)
+            if transform is None:
+                self._warn("no_transform", f"no transform {msg.header.frame_id} -> {camera_frame} yet: frame has "
+                           "no metric points")
+                return waited_s
+            frame.points_cam_m = transform_points(xyz, transform)
+        except InputError as exc:
             self._warn(f"bad_sparse_{cfg.sparse_input}", f"{exc} (frame processed without metric points)")
-            return waited_s
-        assert self._extrinsics is not None
-        transform = self._extrinsics.lookup(msg.header.frame_id, camera_frame)
-        if transform is None:
-            self._warn("no_transform", f"no transform {msg.header.frame_id} -> {camera_frame} yet: frame has no "
-                       "metric points")
-            return waited_s
-        frame.points_cam_m = transform_points(xyz, transform)
         return waited_s
 
     # -- reporting -----------------------------------------------------------------------------------------
@@ -315,14 +342,12 @@ def main(args: list[str] | None = None) -> int:
         return 2
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    if node.config.autostart:
-        node.trigger_configure()
-        if node.pipeline is None:
-            node.destroy_node()
-            rclpy.try_shutdown()
-            return 1
-        node.trigger_activate()
     try:
+        if node.config.autostart:
+            node.trigger_configure()  # loads the models: may take long, and may be interrupted
+            if node.pipeline is None:
+                return 1
+            node.trigger_activate()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

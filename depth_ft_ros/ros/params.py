@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -16,8 +16,9 @@ from depth_ft_ros.core.errors import ConfigError
 # take effect on the next frame when changed at run time.
 RECONFIGURE_ONLY = frozenset({
     "depth_model", "normals_model", "device", "dtype", "processing_resolution", "image_transport",
-    "sparse_input", "reliable_qos", "use_tf", "autostart", "diagnostics_period",
+    "sparse_input", "reliable_qos", "use_tf", "autostart", "publish_relative",
 })
+CONFIG_PARAMETERS = frozenset(f.name for f in fields(NodeConfig))
 
 
 def _default(f: Any) -> Any:
@@ -61,6 +62,11 @@ def declare_parameters(node: Node) -> NodeConfig:
             raise ConfigError(f"parameter {f.name}: value out of range, allowed range is [{lo}, {hi}]") from None
         values[f.name] = param.value if not isinstance(default, list) else list(param.value)
     return NodeConfig(**values).validate()
+
+
+def live_config(declared: NodeConfig, running: NodeConfig) -> NodeConfig:
+    """`declared` with the RECONFIGURE_ONLY values the running node was configured with."""
+    return replace(declared, **{name: getattr(running, name) for name in RECONFIGURE_ONLY})
 
 
 def apply_changes(config: NodeConfig, changes: dict[str, Any]) -> NodeConfig:

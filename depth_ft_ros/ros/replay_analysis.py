@@ -59,6 +59,17 @@ class OutputAnalyzer:
     # -- outputs (executor thread) -------------------------------------------------------------------------
 
     def on_output(self, topic: str, msgtype: str, data: bytes, arrival_s: float) -> None:
+        """Runs in the executor thread: an exception here would stop the spin and stall the replay, so an
+        output that cannot be analysed becomes a warning in the summary (it is still recorded)."""
+        try:
+            self._analyse_output(topic, data, arrival_s)
+        except Exception as exc:
+            with self._lock:
+                message = f"could not analyse an output on {topic}: {exc}"
+                if message not in self.warnings:
+                    self.warnings.append(message)
+
+    def _analyse_output(self, topic: str, data: bytes, arrival_s: float) -> None:
         if not topic.startswith(self._prefix):  # /diagnostics: not a per-frame output
             return
         name = topic[len(self._prefix):]

@@ -26,6 +26,7 @@ from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 
 from depth_ft_ros.core.errors import ConfigError, DepthFtError
+from depth_ft_ros.ros.isolation import localhost_only_discovery
 from depth_ft_ros.ros.node import DepthFtNode
 
 NODE_NAME = "depth_ft_node"
@@ -87,9 +88,8 @@ class ReplaySession:
     # -- start / stop --------------------------------------------------------------------------------------
 
     def start(self, discovery_timeout_s: float = 15.0) -> None:
-        if self._private:
-            # Nothing outside this machine sees (or feeds) the replay; Iron+ name for localhost-only discovery.
-            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        if self._private:  # nothing outside this machine sees (or feeds) the replay
+            localhost_only_discovery()
         # No rclpy signal handlers: they would shut the context down on Ctrl-C mid-replay; the caller handles it.
         try:
             rclpy.init(args=[], context=self.context, domain_id=self.domain_id,
@@ -162,7 +162,8 @@ class ReplaySession:
             pending = [t for t, p in self._publishers.items()
                        if t not in self._static_topics and p.get_subscription_count() == 0]
             # Outputs published before our subscriptions matched would be lost (volatile QoS).
-            unmatched = [s.topic_name for s in self._recorders if s.get_publisher_count() == 0]
+            unmatched = [s.topic_name for s in self._recorders  # count_publishers: Humble has no
+                         if self._player.count_publishers(s.topic_name) == 0]  # Subscription.get_publisher_count
             if not pending and not unmatched:
                 return
             time.sleep(0.05)
@@ -216,8 +217,7 @@ class ReplaySession:
     def frames_finished(self) -> int:
         """Images the node is done with: published or dropped (every drop is counted, with its reason)."""
         assert self.node is not None
-        stats = self.node.stats
-        return stats.frames_out + sum(stats.dropped.values())
+        return self.node.stats.frames_finished()
 
     def frames_received(self) -> int:
         assert self.node is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import sys
 import tempfile
 import threading
 import time
@@ -18,6 +19,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from depth_ft_ros.core.errors import DepthFtError
 
 OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "cloud", "publish")
 
@@ -90,6 +93,8 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
     spinner.start()
     try:
         node.trigger_configure()
+        if node.pipeline is None:
+            raise DepthFtError("the node failed to configure (see its error above)")
         node.trigger_activate()
         pubs = {"image": probe.create_publisher(Image, "image", 10),
                 "camera_info": probe.create_publisher(CameraInfo, "camera_info", 10),
@@ -121,8 +126,9 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
     finally:
         stop.set()
         spinner.join(timeout=5.0)
-        node._stop_worker()
-        node._release()
+        if node.pipeline is not None:
+            node.trigger_deactivate()  # stops the worker
+            node.trigger_cleanup()  # frees the models
         executor.shutdown()
         node.destroy_node()
         probe.destroy_node()
@@ -182,7 +188,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'alignment':10}{'outside network':>17}" + "".join(f"{s:>16}" for s in OUTSIDE_NETWORK)
               + f"{'network':>10}")
         for alignment in args.alignment:
-            frames = _run_one(args, alignment, depth_model, normals_model)
+            try:
+                frames = _run_one(args, alignment, depth_model, normals_model)
+            except DepthFtError as exc:
+                print(f"bench-node: {exc}", file=sys.stderr)
+                return 2
             outside = [sum(f.get(s, 0.0) for s in OUTSIDE_NETWORK) for f in frames]
             network = [sum(v for k, v in f.items() if k.endswith(".total")) for f in frames]
             medians = stage_medians_ms(frames)

@@ -88,12 +88,18 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
         if not sep or not name:
             raise ConfigError(f"--param {item!r}: expected NAME=VALUE, e.g. processing_resolution=256")
         param_spec(name)  # ConfigError listing the known parameters
-        value = yaml.safe_load(text)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--param {item!r}: the value is not valid YAML ({exc.__class__.__name__})") from None
         default = defaults[name]
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         elif isinstance(default, list) and isinstance(value, list):
-            value = [float(v) for v in value]
+            try:
+                value = [float(v) for v in value]
+            except (TypeError, ValueError):
+                raise ConfigError(f"--param {item!r}: expected a list of numbers") from None
         out[name] = value
     return out
 
