@@ -11,11 +11,11 @@ from depth_ft_ros.core.frame_sync import LatestSlot, StampBuffer
 def test_latest_slot_keeps_newest_and_counts_drops() -> None:
     slot: LatestSlot[int] = LatestSlot()
     assert slot.put(1) is False
-    assert slot.put(2) is True
-    assert slot.put(3) is True
+    assert slot.put(2) is True  # 1 dropped
+    assert slot.put(3) is True  # 2 dropped
     assert slot.take(0.01) == 3
-    assert slot.dropped == 2
     assert slot.take(0.01) is None
+    assert slot.put(4) is False  # taken items are not drops
 
 
 def test_latest_slot_take_wakes_on_put() -> None:

@@ -14,6 +14,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.core.pose import matrix_to_pose, pose_to_matrix
 
 # Jazzy's definitions (the same as Humble's for every type written here).
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
@@ -90,12 +91,9 @@ class StaticTransform:
 
 
 def tf_message(transforms: list[StaticTransform], stamp_ns: int) -> Any:
-    from scipy.spatial.transform import Rotation
-
     items = []
     for tf in transforms:
-        x, y, z = (float(v) for v in tf.matrix[:3, 3])
-        qx, qy, qz, qw = (float(v) for v in Rotation.from_matrix(tf.matrix[:3, :3]).as_quat())
+        (x, y, z), (qx, qy, qz, qw) = matrix_to_pose(tf.matrix)
         transform = _T["geometry_msgs/msg/Transform"](
             translation=_T["geometry_msgs/msg/Vector3"](x=x, y=y, z=z),
             rotation=_T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
@@ -106,14 +104,10 @@ def tf_message(transforms: list[StaticTransform], stamp_ns: int) -> Any:
 
 def parse_tf_message(msg: Any) -> list[StaticTransform]:
     """The edges of a deserialized tf2_msgs/TFMessage."""
-    from scipy.spatial.transform import Rotation
-
     edges = []
     for item in msg.transforms:
         t, q = item.transform.translation, item.transform.rotation
-        matrix = np.eye(4)
-        matrix[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()  # normalises the quaternion
-        matrix[:3, 3] = (t.x, t.y, t.z)
+        matrix = pose_to_matrix((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
         edges.append(StaticTransform(item.header.frame_id.lstrip("/"), item.child_frame_id.lstrip("/"), matrix))
     return edges
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from depth_ft_ros.bag.messages import StaticTransform
 from depth_ft_ros.core.errors import InputError
@@ -50,8 +49,3 @@ def lookup_static(edges: list[StaticTransform], target_frame: str, source_frame:
     return found[source]
 
 
-def matrix_to_pose(matrix: np.ndarray) -> tuple[list[float], list[float]]:
-    """(translation [x, y, z] m, quaternion [x, y, z, w]) of a 4x4 transform."""
-    translation = [float(v) for v in matrix[:3, 3]]
-    quaternion = [float(v) for v in Rotation.from_matrix(matrix[:3, :3]).as_quat()]
-    return translation, quaternion

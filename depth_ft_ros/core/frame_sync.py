@@ -21,14 +21,11 @@ class LatestSlot(Generic[T]):
         self._item: T | None = None
         self._cond = threading.Condition()
         self._closed = False
-        self.dropped = 0  # items overwritten before anyone took them
 
     def put(self, item: T) -> bool:
-        """Store `item`; return True when it replaced an item nobody took (counted in `dropped`)."""
+        """Store `item`; return True when it replaced an item nobody took (the caller counts that drop)."""
         with self._cond:
             replaced = self._item is not None
-            if replaced:
-                self.dropped += 1
             self._item = item
             self._cond.notify()
             return replaced

@@ -148,10 +148,6 @@ class FramePipeline:
             "shared_encoder": str(self.shared_encoder).lower(),
         }
 
-    def reset(self) -> None:
-        """Forget the temporal state (e.g. after stamps went backwards: a bag restarted)."""
-        self.filter.reset()
-
     def process(self, frame: FrameInput, outputs: Outputs | None = None) -> FrameResult:
         outputs = outputs or Outputs()
         cfg = self.config  # one snapshot per frame: parameters may change while it runs

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from rclpy.node import Node
 from rclpy.time import Time
-from scipy.spatial.transform import Rotation
+
+from depth_ft_ros.core.pose import pose_to_matrix
 
 try:  # tf2_ros ships with a ROS install, not with the pip wheels
     import tf2_ros
@@ -14,14 +15,6 @@ try:  # tf2_ros ships with a ROS install, not with the pip wheels
 except ImportError:  # pragma: no cover - depends on the machine
     tf2_ros = None
     HAVE_TF2 = False
-
-
-def pose_to_matrix(translation_m: list[float] | np.ndarray, quaternion_xyzw: list[float] | np.ndarray) -> np.ndarray:
-    """4x4 homogeneous transform from a translation and a (normalised here) quaternion [x, y, z, w]."""
-    matrix = np.eye(4)
-    matrix[:3, :3] = Rotation.from_quat(np.asarray(quaternion_xyzw, dtype=np.float64)).as_matrix()
-    matrix[:3, 3] = np.asarray(translation_m, dtype=np.float64)
-    return matrix
 
 
 class Extrinsics:

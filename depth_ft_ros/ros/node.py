@@ -223,9 +223,9 @@ class DepthFtNode(LifecycleNode):
         assert pipeline is not None and pubs is not None
         stamp_ns = stamp_to_ns(msg.header.stamp)
         if self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
+            # The alignment filter resets itself on a stamp going backwards (and reports it).
             self._warn("stamp_backwards", f"image stamp went backwards by {(self._last_stamp_ns - stamp_ns) / 1e9:.3f}"
                        " s: alignment state reset (bag restarted?)")
-            pipeline.reset()
         self._last_stamp_ns = stamp_ns
 
         t0 = time.perf_counter()
@@ -324,7 +324,7 @@ class DepthFtNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         extra = {"extrinsics": self._extrinsics.source if self._extrinsics else "",
-                 "dropped.superseded_pending": str(self._images.dropped), **self.last_alignment}
+                 **self.last_alignment}
         if self.pipeline is not None:
             extra.update(self.pipeline.describe())
         msg = build_diagnostics(self.get_name(), self.get_clock().now().to_msg(), self.stats.snapshot(), extra,

@@ -16,8 +16,9 @@ import numpy as np
 
 from depth_ft_ros.bag import demo_scene, messages
 from depth_ft_ros.bag.rosbag_io import STORAGES, BagError, BagWriter
-from depth_ft_ros.bag.transforms import lookup_static, matrix_to_pose
+from depth_ft_ros.bag.transforms import lookup_static
 from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.core.pose import matrix_to_pose
 
 START_STAMP_NS = 1_700_000_000 * 1_000_000_000  # fixed, so the bag is the same on every machine
 LIDAR_DELAY_NS = 15_000_000  # a spinning LiDAR is not triggered with the camera: 15 ms later

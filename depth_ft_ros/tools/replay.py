@@ -28,9 +28,10 @@ from depth_ft_ros.bag.playback import Pacer, Progress, lead_topics
 from depth_ft_ros.bag.report import FrameRecord, ReplaySummary
 from depth_ft_ros.bag.rosbag_io import BagError, BagReader, BagWriter
 from depth_ft_ros.bag.topics import NONE, TopicPlan, choose_topics
-from depth_ft_ros.bag.transforms import lookup_static, matrix_to_pose
+from depth_ft_ros.bag.transforms import lookup_static
 from depth_ft_ros.core.config import NodeConfig, param_spec
 from depth_ft_ros.core.errors import ConfigError, DepthFtError, InputError
+from depth_ft_ros.core.pose import matrix_to_pose
 
 if TYPE_CHECKING:  # rclpy and torch load only once the bag and the flags are known to be good
     from depth_ft_ros.ros.replay_analysis import OutputAnalyzer
