@@ -160,6 +160,9 @@ def test_outputs_follow_rep118_and_align_to_lidar(ros_graph: Any) -> None:
     values = diag_values()
     assert values["alignment.state"] == "fitted"
     assert values["extrinsics"] == "static parameters"
+    from depth_ft_ros.ros.image_codec import load_cv_bridge  # needs sensor_msgs: imported inside ROS tests
+
+    assert values["image_conversion"] == ("cv_bridge" if load_cv_bridge() else "numpy")
     assert int(values["alignment.points_used"]) > 500
     assert values["device"] == "cpu" and values["dtype"] == "float32"
     assert node.stats.frames_in == 3

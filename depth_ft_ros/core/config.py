@@ -59,6 +59,8 @@ class NodeConfig:
                                       min_value=0.0, max_value=60.0)
     image_rectified: bool = _param(False, "The image is rectified (image_rect: geometry from P); false: raw as the "
                                    "driver publishes it (image_raw: K and distortion D)")
+    use_cv_bridge: bool = _param(True, "Convert images with cv_bridge where it is importable and works (robots); "
+                                 "else, and for encodings it refuses, the numpy path (the pip install)")
     image_transport: str = _param("raw", "Subscribe to `image` (raw) or `image/compressed`",
                                   choices=("raw", "compressed"))
     sparse_input: str = _param("points", "Metric points from `sparse_points` (PointCloud2), `sparse_depth` "

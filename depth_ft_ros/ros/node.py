@@ -13,6 +13,7 @@ import time
 import traceback
 from typing import Any
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -69,6 +70,7 @@ class DepthFtNode(LifecycleNode):
         self._work_start_s = 0.0
         self._stage = "image"  # the input being converted when an InputError is raised
         self._camera_cache: tuple[tuple[Any, ...], PinholeCamera] | None = None
+        self._bridge: Any = None  # a cv_bridge.CvBridge on robots (use_cv_bridge), else None
         self._last_warn_s: dict[str, float] = {}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -103,6 +105,7 @@ class DepthFtNode(LifecycleNode):
         elif cfg.sparse_input == "depth":
             self._subs.append(self.create_subscription(Image, "sparse_depth", self._on_sparse, qos))
         self._extrinsics = Extrinsics(self, cfg.use_tf, cfg.static_translation, cfg.static_rotation)
+        self._bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -230,7 +233,7 @@ class DepthFtNode(LifecycleNode):
 
         t0 = time.perf_counter()
         self._stage = "image"  # names the bad input in warnings and diagnostics
-        rgb = (convert.compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else convert.image_to_rgb(msg))
+        rgb = self._to_rgb(msg)
         t1 = time.perf_counter()
         tolerance_ns = int(cfg.sync_tolerance * 1e9)
         info = self._infos.wait_nearest(stamp_ns, tolerance_ns, cfg.sync_wait)
@@ -274,6 +277,17 @@ class DepthFtNode(LifecycleNode):
         done_s = time.monotonic()
         self.stats.frame_out(arrival_s, (done_s - arrival_s) * 1e3, (done_s - self._work_start_s) * 1e3,
                              result.timings_ms)
+
+    def _to_rgb(self, msg: Image | CompressedImage) -> np.ndarray:
+        """cv_bridge when configured and available; the numpy path otherwise, and for what cv_bridge refuses
+        (e.g. 8UC3): a message is bad only when neither can read it."""
+        to_rgb = convert.compressed_to_rgb if isinstance(msg, CompressedImage) else convert.image_to_rgb
+        if self._bridge is not None:
+            try:
+                return to_rgb(msg, bridge=self._bridge)
+            except InputError:
+                pass
+        return to_rgb(msg)
 
     def _camera_for(self, info: CameraInfo, width: int, height: int) -> PinholeCamera:
         """The camera of this frame; the same object while camera_info does not change, so its per-pixel rays
@@ -324,6 +338,7 @@ class DepthFtNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         extra = {"extrinsics": self._extrinsics.source if self._extrinsics else "",
+                 "image_conversion": "cv_bridge" if self._bridge is not None else "numpy",
                  **self.last_alignment}
         if self.pipeline is not None:
             extra.update(self.pipeline.describe())

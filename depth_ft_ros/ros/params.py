@@ -16,7 +16,7 @@ from depth_ft_ros.core.errors import ConfigError
 # take effect on the next frame when changed at run time.
 RECONFIGURE_ONLY = frozenset({
     "depth_model", "normals_model", "device", "dtype", "processing_resolution", "image_transport",
-    "sparse_input", "reliable_qos", "use_tf", "autostart", "publish_relative",
+    "sparse_input", "reliable_qos", "use_tf", "autostart", "publish_relative", "use_cv_bridge",
 })
 CONFIG_PARAMETERS = frozenset(f.name for f in fields(NodeConfig))
 
