@@ -160,10 +160,11 @@ class DepthFtNode(LifecycleNode):
     # -- callbacks: store and return -----------------------------------------------------------------------
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        if not self._running.is_set():
-            return
         arrival_s = time.monotonic()
         self.stats.frame_in(arrival_s)
+        if not self._running.is_set():  # configured but not active (lifecycle): counted, not processed
+            self.stats.drop("inactive")
+            return
         if self._images.put((msg, arrival_s)):
             self.stats.drop("superseded")  # a newer frame arrived before the worker was free
 
