@@ -9,7 +9,7 @@ DEPTH_MODEL ?=
 NORMALS_MODEL ?=
 FRAMES ?=
 
-.PHONY: setup test test-all lint demo bench eval-alignment clean
+.PHONY: setup test test-py310 test-all lint demo bench eval-alignment clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,24 @@ $(STAMP): setup.py requirements-ros.txt
 test: setup
 	$(VENV)/bin/ruff check depth_ft_ros test launch
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-py310
+
+# ROS Humble on a Jetson runs Python 3.10: the core (no torch, no rclpy) is tested on a real 3.10 interpreter
+# where one is installed (pyenv's is found too); skipped with a message otherwise.
+VENV310 := .venv310
+PY310_TESTS := test/test_alignment.py test/test_camera.py test/test_cloud.py test/test_colorize.py \
+	test/test_config.py test/test_frame_sync.py test/test_lidar_sim.py test/test_local_alignment.py \
+	test/test_metrics.py test/test_middlebury.py test/test_sparse.py test/test_temporal.py \
+	test/test_eval_alignment.py test/test_demo_bag.py
+test-py310:
+	@py=$$(for c in python3.10 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 2>/dev/null); do \
+		$$c -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$c && break; done); \
+	if [ -z "$$py" ]; then echo "test-py310: no Python 3.10 interpreter found: skipped"; exit 0; fi; \
+	test -x $(VENV310)/bin/python || $$py -m venv $(VENV310); \
+	$(VENV310)/bin/python -m pip install -q --disable-pip-version-check numpy scipy opencv-python-headless \
+		scikit-image pyyaml pytest rosbags && \
+	$(VENV310)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . && \
+	$(VENV310)/bin/python -m pytest -q $(PY310_TESTS)
 
 # Also the tests marked slow (on demand, longer than the CI budget allows).
 test-all: setup
@@ -43,4 +61,4 @@ eval-alignment: setup
 	$(VENV)/bin/depth-ft-ros eval-alignment
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) $(VENV310) out build *.egg-info
