@@ -8,6 +8,7 @@ import pytest
 
 from depth_ft_ros.core import lidar_sim
 from depth_ft_ros.core.alignment import align, align_detailed
+from depth_ft_ros.core.local_alignment import local_refine
 from depth_ft_ros.core.metrics import depth_metrics
 from depth_ft_ros.core.middlebury import load_motorcycle
 from depth_ft_ros.core.sparse import project_sparse_points
@@ -93,16 +94,14 @@ def test_correction_does_not_bleed_across_depth_edges() -> None:
     assert glob.mean() > 10 * err.mean()
 
 
-def test_refine_local_returns_the_input_when_points_are_too_few() -> None:
-    from depth_ft_ros.core.local_alignment import refine_local
-
+def test_local_refine_declines_with_too_few_points_and_clips_to_the_range() -> None:
     depth = np.full((40, 50), 3.0, np.float32)
     uv = np.array([[5, 5], [10, 10]])
-    out = refine_local(depth, uv, np.array([3.3, 3.3]))
-    np.testing.assert_array_equal(out, depth)
+    declined = local_refine(depth, uv, np.array([3.3, 3.3]))
+    assert declined.depth_m is None and "needs" in (declined.note or "")
     frame = load_motorcycle()
     pred = make_relative(frame.depth_m, "smooth", "depth", np.random.default_rng(28)).prediction
     uv, z = _points("random500", 29)
     res = align_detailed(pred, uv, z)
-    refined = refine_local(res.depth_m, uv, z, guide=np.asarray(frame.rgb), max_depth_m=3.0)
-    assert np.nanmax(refined) <= 3.0 and np.isnan(refined).any()
+    refined = local_refine(res.depth_m, uv, z, max_depth_m=3.0).depth_m
+    assert refined is not None and np.nanmax(refined) <= 3.0 and np.isnan(refined).any()

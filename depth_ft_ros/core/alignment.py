@@ -339,13 +339,10 @@ def align_detailed(
         return AlignResult(depth, fit, "global")
     from depth_ft_ros.core.local_alignment import local_refine
 
-    refined = local_refine(depth, uv, z, fit, **(local_kwargs or {}))
+    refined = local_refine(depth, uv, z, fit, min_depth_m=min_depth, max_depth_m=max_depth, **(local_kwargs or {}))
     if refined.depth_m is None:
         return AlignResult(depth, fit, "global", note=refined.note)
-    out = refined.depth_m
-    with np.errstate(invalid="ignore"):
-        out[~((out >= min_depth) & (out <= max_depth))] = np.nan
-    return AlignResult(out, fit, "local", local=refined.info)
+    return AlignResult(refined.depth_m, fit, "local", local=refined.info)
 
 
 def align(

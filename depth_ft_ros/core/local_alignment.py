@@ -175,13 +175,15 @@ def local_refine(
     outlier_floor: float = 0.01,
     max_abs_log_correction: float = 1.0,
     min_points: int = 20,
+    min_depth_m: float = 1e-3,
+    max_depth_m: float = np.inf,
 ) -> LocalResult:
     """Correct a globally aligned depth map (float32 HxW metres, NaN invalid) with the sparse points.
 
     Coarse to fine over n_levels spatial sigmas (sigma_px * 2**level): each level smooths what the coarser
     ones left and shrinks toward them where its own kernel holds few points. fit is used for diagnostics only
-    (the outlier test here is local). Returns a new float32 map, or depth_m=None with a note when fewer than
-    min_points usable points remain.
+    (the outlier test here is local). Returns a new float32 map (NaN outside [min_depth_m, max_depth_m]), or
+    depth_m=None with a note when fewer than min_points usable points remain: then the global map stands.
     """
     depth = np.asarray(depth_global_m, dtype=np.float32)
     if depth.ndim != 2:
@@ -252,6 +254,8 @@ def local_refine(
     log_d = cv2.log(depth)
     factor = cv2.exp(grid.slice(total, log_d))
     out = depth * factor
+    with np.errstate(invalid="ignore"):
+        out[~((out >= min_depth_m) & (out <= max_depth_m))] = np.nan
     info = {
         "n_points": float(r.size),
         "n_local_outliers": float(np.count_nonzero(~keep)),
@@ -261,28 +265,3 @@ def local_refine(
     if fit is not None:
         info["global_residual"] = float(fit.residual)
     return LocalResult(out, info)
-
-
-def refine_local(
-    depth_m: np.ndarray,
-    uv: np.ndarray,
-    z: np.ndarray,
-    guide: np.ndarray | None = None,
-    min_depth_m: float = 1e-3,
-    max_depth_m: float = np.inf,
-    **kwargs: float,
-) -> np.ndarray:
-    """local_refine for callers that only want the map: the refined depth (float32, NaN outside
-    [min_depth_m, max_depth_m]), or the input unchanged when the points cannot support a local correction.
-
-    guide (the RGB) is accepted but not used: the depth edges come from the prediction itself (see the module
-    docstring) -- RGB texture edges are mostly not depth edges.
-    """
-    del guide
-    result = local_refine(depth_m, uv, z, **kwargs)  # type: ignore[arg-type]
-    if result.depth_m is None:
-        return np.asarray(depth_m, dtype=np.float32)
-    out = result.depth_m
-    with np.errstate(invalid="ignore"):
-        out[~((out >= min_depth_m) & (out <= max_depth_m))] = np.nan
-    return out

@@ -20,7 +20,7 @@ from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.cloud import cloud_arrays
 from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.errors import ConfigError, InputError
-from depth_ft_ros.core.local_alignment import refine_local
+from depth_ft_ros.core.local_alignment import local_refine
 from depth_ft_ros.core.sparse import SparsePoints, project_sparse_points, sparse_from_depth_image
 from depth_ft_ros.core.temporal import FilterAction, ScaleShiftFilter
 
@@ -245,6 +245,10 @@ class FramePipeline:
         if cfg.alignment == "local" and fit.ok and sparse is not None:
             # All points, not only the global inliers: the local outlier test re-admits points that a smooth
             # model error pushed out of the global fit.
-            depth_m = refine_local(depth_m, sparse.uv, sparse.z_m, min_depth_m=cfg.min_depth,
+            refined = local_refine(depth_m, sparse.uv, sparse.z_m, min_depth_m=cfg.min_depth,
                                    max_depth_m=cfg.max_depth)
+            if refined.depth_m is None:  # too few points agree locally: the global map stands, and says so
+                report.method, report.reason = "global", refined.note or ""
+            else:
+                depth_m = refined.depth_m
         return depth_m, report
