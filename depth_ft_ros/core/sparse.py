@@ -65,23 +65,33 @@ def see_through_mask(
     z_min being the nearest point in its window (a min filter over the sparse z image, cv2.erode).
     uv must be unique pixels (one point per pixel).
     """
+    width, height = size
+    zbuf = np.full((height, width), np.inf, dtype=np.float32)
+    zbuf[uv[:, 1], uv[:, 0]] = z_m
+    return _see_through(zbuf, uv[:, 1] * width + uv[:, 0], z_m, window, margin_m, margin_rel)
+
+
+def _see_through(zbuf: np.ndarray, idx: np.ndarray, z_m: np.ndarray, window: int, margin_m: float,
+                 margin_rel: float) -> np.ndarray:
+    """see_through_mask on a z-buffer (nearest z per pixel, inf elsewhere) and flat pixel indices."""
     if window < 1 or window % 2 == 0:
         raise InputError(f"see-through window must be an odd size >= 1, got {window}")
-    width, height = size
-    img = np.full((height, width), np.inf, dtype=np.float32)
-    img[uv[:, 1], uv[:, 0]] = z_m
-    nearest = cv2.erode(img, np.ones((window, window), np.uint8), borderType=cv2.BORDER_CONSTANT,
+    nearest = cv2.erode(zbuf, np.ones((window, window), np.uint8), borderType=cv2.BORDER_CONSTANT,
                         borderValue=np.inf)
-    z_min = nearest[uv[:, 1], uv[:, 0]]
-    return z_m > z_min * (1.0 + margin_rel) + margin_m
+    return z_m > nearest.ravel()[idx] * (1.0 + margin_rel) + margin_m
 
 
-def _nearest_per_pixel(idx: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Indices (into idx/z) of the nearest point for each distinct pixel index."""
-    order = np.lexsort((z, idx))
-    first = np.ones(order.size, dtype=bool)
-    first[1:] = idx[order[1:]] != idx[order[:-1]]
-    return order[first]
+def _nearest_per_pixel(idx: np.ndarray, z: np.ndarray, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices into idx/z of the nearest point of each pixel, the z-buffer: nearest z per pixel, inf elsewhere).
+
+    A z-buffer (np.minimum.at) instead of sorting: ~5x faster at a LiDAR sweep's few thousand points."""
+    zbuf = np.full(n_pixels, np.inf, dtype=np.float32)
+    np.minimum.at(zbuf, idx, z)
+    nearest = np.flatnonzero(z == zbuf[idx])
+    # Exact ties (two points, same pixel, same z): one wins; the last write of a fancy assignment is kept.
+    owner = np.empty(n_pixels, dtype=np.int64)
+    owner[idx[nearest]] = nearest
+    return nearest[owner[idx[nearest]] == nearest], zbuf
 
 
 def project_sparse_points(
@@ -108,7 +118,8 @@ def project_sparse_points(
     width, height = camera.image_width, camera.image_height
     result = SparsePoints(uv=np.zeros((0, 2), np.int32), z_m=np.zeros(0, np.float32), n_input=pts.shape[0],
                           image_size=(width, height))
-    finite = np.isfinite(pts).all(axis=1)
+    # Per column: np.isfinite(pts).all(axis=1) costs ~5x more on (N, 3).
+    finite = np.isfinite(pts[:, 0]) & np.isfinite(pts[:, 1]) & np.isfinite(pts[:, 2])
     result.non_finite = int(np.count_nonzero(~finite))
     pts = pts[finite]
     z = pts[:, 2]
@@ -122,16 +133,17 @@ def project_sparse_points(
         vi = np.floor(uv[:, 1] + 0.5)
         inside = (ui >= 0) & (ui < width) & (vi >= 0) & (vi < height)  # NaN (folded distortion) -> False
     result.outside_image = int(np.count_nonzero(~inside))
-    ui, vi, z = ui[inside].astype(np.int64), vi[inside].astype(np.int64), z[inside]
+    ui, vi, z = ui[inside].astype(np.int64), vi[inside].astype(np.int64), z[inside].astype(np.float32)
 
-    keep = _nearest_per_pixel(vi * width + ui, z)
+    idx = vi * width + ui
+    keep, zbuf = _nearest_per_pixel(idx, z, width * height)
     result.duplicate_pixel = int(z.size - keep.size)
     uv_int = np.stack([ui[keep], vi[keep]], axis=1).astype(np.int32)
-    z32 = z[keep].astype(np.float32)
+    z32 = z[keep]
 
     if filter_see_through and z32.size:
-        bad = see_through_mask(uv_int, z32, (width, height), see_through_window, see_through_margin_m,
-                               see_through_margin_rel)
+        bad = _see_through(zbuf.reshape(height, width), idx[keep], z32, see_through_window, see_through_margin_m,
+                           see_through_margin_rel)
         result.see_through = int(np.count_nonzero(bad))
         uv_int, z32 = uv_int[~bad], z32[~bad]
     result.uv, result.z_m = uv_int, z32
@@ -177,7 +189,7 @@ def sparse_from_depth_image(
             raise InputError(f"target_size must be positive, got {target_size}")
         u = np.floor((u + 0.5) * (tw / width)).astype(np.int64)
         v = np.floor((v + 0.5) * (th / height)).astype(np.int64)
-        keep = _nearest_per_pixel(v * tw + u, zz)
+        keep, _ = _nearest_per_pixel(v * tw + u, zz.astype(np.float32), tw * th)
         duplicates = int(zz.size - keep.size)
         u, v, zz = u[keep], v[keep], zz[keep]
         width, height = tw, th
