@@ -146,6 +146,8 @@ def test_apply_scale_shift_range_and_invalid() -> None:
     assert np.isnan(disp[0, :2]).all() and disp.dtype == np.float32
     per_pixel = apply_scale_shift(np.ones((2, 2)), np.array([[1, 2], [3, 4]]), 1.0, "depth")
     np.testing.assert_array_equal(per_pixel, [[2, 3], [4, 5]])
+    unbounded = apply_scale_shift(np.array([[np.inf, -np.inf, 3.0]]), 1.0, 0.5, "depth")  # max_depth = inf
+    np.testing.assert_array_equal(np.isnan(unbounded), [[True, True, False]])
 
 
 def test_align_detailed_reports_the_method_used() -> None:

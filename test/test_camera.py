@@ -92,6 +92,14 @@ def test_points_behind_or_far_outside_the_lens_get_nan() -> None:
     assert np.isfinite(uv[3]).all()
 
 
+@pytest.mark.parametrize("rectified", [True, False])
+def test_non_finite_or_zero_depth_points_get_nan_on_both_axes(rectified: bool) -> None:
+    cam = _camera(PLUMB_BOB)
+    pts = np.array([[0.0, 0.0, np.inf], [np.inf, 0.0, 1.0], [0.0, -np.inf, 1.0], [0.0, np.nan, 1.0], [0.1, 0.1, 0.0]])
+    uv, _ = cam.project(pts, rectified=rectified)
+    assert np.isnan(uv).all()
+
+
 def test_backprojection_is_rep118_definition() -> None:
     cam = PinholeCamera.from_intrinsics(500.0, 510.0, 320.5, 239.5, 64, 48)
     rng = np.random.default_rng(2)

@@ -66,6 +66,26 @@ def test_normals_stride_and_max_range() -> None:
     np.testing.assert_array_equal(_xyz(strided), _xyz(cloud_arrays(depth, cam))[::2, ::2])
 
 
+@pytest.mark.parametrize("kind", ["raw_distorted", "stereo_right"])
+@pytest.mark.parametrize("stride", [1, 3])
+def test_max_range_is_the_euclidean_range_of_the_backprojected_point(kind: str, stride: int) -> None:
+    k = np.array([[60.0, 0, 33.0], [0, 58.0, 22.0], [0, 0, 1]])
+    d = np.array([-0.25, 0.08, 0.001, -0.002, 0.0]) if kind == "raw_distorted" else np.zeros(5)
+    p = np.hstack([k, [[-60.0 * 0.12], [0.0], [0.0]]])  # right camera of a 12 cm stereo pair: Tx = -fx * B
+    cam = PinholeCamera(64, 48, k, d, p)
+    rectified = kind == "stereo_right"
+    depth = np.random.default_rng(0).uniform(2.0, 10.0, (48, 64)).astype(np.float32)
+    depth[5, 7], depth[6, 8], depth[7, 9] = np.inf, -1.0, np.nan
+    points = cam.backproject(np.where(np.isfinite(depth) & (depth > 0), depth, np.nan), rectified=rectified)
+    keep = np.linalg.norm(points, axis=-1) <= 8.0  # the definition: Euclidean distance from the optical centre
+    near_edge = np.abs(np.linalg.norm(points, axis=-1) - 8.0) < 1e-4  # float32 rounding may go either way
+    cloud = cloud_arrays(depth, cam, max_range_m=8.0, stride=stride, rectified=rectified)
+    got_valid = np.isfinite(cloud["z"])
+    np.testing.assert_array_equal(got_valid[~near_edge[::stride, ::stride]],
+                                  keep[::stride, ::stride][~near_edge[::stride, ::stride]])
+    np.testing.assert_allclose(_xyz(cloud)[got_valid], points[::stride, ::stride][got_valid], rtol=1e-6, atol=1e-6)
+
+
 def test_bad_inputs() -> None:
     cam = PinholeCamera.from_intrinsics(50.0, 50.0, 31.5, 23.5, 64, 48)
     with pytest.raises(InputError):

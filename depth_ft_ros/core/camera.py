@@ -258,10 +258,16 @@ class PinholeCamera:
         pts = np.asarray(points_xyz, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 3:
             raise InputError(f"points must be (N, 3), got shape {pts.shape}")
-        x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
-        ok = np.isfinite(pts).all(axis=1) & (z > 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            inv_z = np.where(ok, 1.0 / np.where(ok, z, 1.0), np.nan)
+        u, v = self.project_columns(pts[:, 0], pts[:, 1], pts[:, 2], rectified)
+        return np.stack([u, v], axis=1), pts[:, 2].copy()
+
+    def project_columns(self, x: np.ndarray, y: np.ndarray, z: np.ndarray,
+                        rectified: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """project() on separate x, y, z arrays (N,): returns u, v (N,) float64. Avoids (N, 3) temporaries on
+        the per-frame path."""
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            # NaN for z <= 0 or non-finite z; non-finite x or y give non-finite u or v, cleared below.
+            inv_z = np.where((z > 0) & (z < np.inf), 1.0 / z, np.nan)
             if rectified or not self.is_distorted:
                 m = self.p_image if rectified else self.k_image
                 tx, ty = (m[0, 3], m[1, 3]) if rectified else (0.0, 0.0)
@@ -276,7 +282,11 @@ class PinholeCamera:
                 v = k[1, 1] * yd + k[1, 2]
                 u[far] = np.nan
                 v[far] = np.nan
-        return np.stack([u, v], axis=1), z.copy()
+            bad = ~(np.isfinite(u) & np.isfinite(v))
+        if bad.any():
+            u[bad] = np.nan
+            v[bad] = np.nan
+        return u, v
 
     # ---------------------------------------------------------------- backprojection
     def rays(self, rectified: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -301,6 +311,17 @@ class PinholeCamera:
             xr32.setflags(write=False)
             yr32.setflags(write=False)
             self._cache[key] = (xr32, yr32)
+        return self._cache[key]
+
+    def ray_lengths(self, rectified: bool = True) -> np.ndarray:
+        """Per-pixel sqrt(1 + x^2 + y^2) of rays(): a point at depth Z on a pixel's ray is Z * that from the
+        optical centre (Tx/Ty of a stereo P aside). (H, W) float32, cached per camera."""
+        key = "ray_len_P" if rectified else ("ray_len_KD" if self.is_distorted else "ray_len_K")
+        if key not in self._cache:
+            xr, yr = self.rays(rectified)
+            length = np.sqrt(1.0 + xr.astype(np.float64) ** 2 + yr.astype(np.float64) ** 2).astype(np.float32)
+            length.setflags(write=False)
+            self._cache[key] = length
         return self._cache[key]
 
     def backproject(self, depth_m: np.ndarray, rectified: bool = True) -> np.ndarray:

@@ -74,34 +74,36 @@ def cloud_arrays(
     xr, yr = cam.rays(rectified)
     if stride > 1:
         depth, xr, yr = depth[::stride, ::stride], xr[::stride, ::stride], yr[::stride, ::stride]
-    dtype = cloud_dtype(rgb is not None, normals is not None)
-    nf = len(dtype.names or ())
-    out = np.empty((*depth.shape, nf), dtype=np.float32)  # viewed as the structured array at the end
-
-    z = out[..., 2]
-    np.copyto(z, depth, casting="unsafe")
-    with np.errstate(invalid="ignore"):
-        invalid = ~(np.isfinite(z) & (z > 0))
-    z[invalid] = np.nan
-    np.multiply(xr, z, out=out[..., 0])
-    np.multiply(yr, z, out=out[..., 1])
+    offset_x = offset_y = 0.0
     if rectified and (cam.p[0, 3] != 0 or cam.p[1, 3] != 0):  # stereo Tx/Ty (0 for a monocular camera)
-        out[..., 0] -= np.float32(cam.p[0, 3] / cam.p[0, 0])
-        out[..., 1] -= np.float32(cam.p[1, 3] / cam.p[1, 1])
-    if max_range_m is not None:
-        with np.errstate(invalid="ignore"):
-            far = np.einsum("hwc,hwc->hw", out[..., :3], out[..., :3]) > max_range_m * max_range_m
-        out[far, :3] = np.nan
-        invalid |= far
+        offset_x, offset_y = cam.p[0, 3] / cam.p[0, 0], cam.p[1, 3] / cam.p[1, 1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        valid = depth > 0  # False for NaN
+        if max_range_m is not None and offset_x == offset_y == 0.0:
+            # Range = Z * ray length: one multiply instead of |xyz| per point; also rejects inf.
+            ray_len = cam.ray_lengths(rectified)[::stride, ::stride]
+            valid &= np.multiply(depth, ray_len, dtype=np.float32) <= np.float32(max_range_m)
+        else:
+            valid &= np.isfinite(depth)
+    # One contiguous plane per field, interleaved by one cv2.merge at the end: ~25% faster than writing
+    # each field into the strided (H, W, fields) array.
+    z = np.where(valid, depth.astype(np.float32, copy=False), np.float32(np.nan))
+    x, y = xr * z, yr * z
+    if offset_x or offset_y:
+        x -= np.float32(offset_x)
+        y -= np.float32(offset_y)
+        if max_range_m is not None:
+            with np.errstate(invalid="ignore"):
+                far = x * x + y * y + z * z > np.float32(max_range_m * max_range_m)
+            x[far], y[far], z[far] = np.nan, np.nan, np.nan
+            valid &= ~far
+    planes = [x, y, z]
 
-    col = 3
     if rgb is not None:
         rgb_arr = np.asarray(rgb)
         if rgb_arr.ndim != 3 or rgb_arr.shape[2] != 3 or rgb_arr.dtype != np.uint8:
             raise InputError(f"rgb must be uint8 HxWx3, got {rgb_arr.dtype} {rgb_arr.shape}")
-        rgb_arr = _resize(rgb_arr, (w, h))[::stride, ::stride]
-        out[..., col] = pack_rgb(rgb_arr)
-        col += 1
+        planes.append(pack_rgb(_resize(rgb_arr, (w, h))[::stride, ::stride]))
     if normals is not None:
         n_arr = np.asarray(normals)
         if n_arr.ndim != 3 or n_arr.shape[2] != 3:
@@ -111,8 +113,7 @@ def cloud_arrays(
             with np.errstate(invalid="ignore", divide="ignore"):
                 n_arr = n_arr / np.linalg.norm(n_arr, axis=2, keepdims=True)
         n_arr = n_arr[::stride, ::stride]
-        # Per channel: numpy's strided 3-channel copies are ~4x slower than three 2-D ones.
-        nan_or_one = np.where(invalid, np.float32(np.nan), np.float32(1.0))
-        for i in range(3):
-            np.multiply(n_arr[..., i], nan_or_one, out=out[..., col + i], casting="unsafe")
-    return out.view(dtype)[..., 0]
+        nan_or_one = np.where(valid, np.float32(1.0), np.float32(np.nan))
+        planes.extend(np.multiply(n_arr[..., i], nan_or_one, dtype=np.float32) for i in range(3))
+    out = cv2.merge(planes)  # (H', W', fields) float32, C order
+    return out.view(cloud_dtype(rgb is not None, normals is not None))[..., 0]
