@@ -55,6 +55,9 @@ def main() -> int:
         "normals_to_msg (32FC3, 3.7 MB)": lambda: convert.normals_to_msg(normals, header),
         "bgr_to_msg (bgr8, 0.9 MB)": lambda: convert.bgr_to_msg(bgr, header),
         "structured_to_pointcloud2 (7 x f4, 8.6 MB)": lambda: convert.structured_to_pointcloud2(cloud, header),
+        # What the node publishes: the message shares the array (rclpy copies it once, in publish()).
+        "depth_to_msg, copy=False": lambda: convert.depth_to_msg(depth, header, copy=False),
+        "structured_to_pointcloud2, copy=False": lambda: convert.structured_to_pointcloud2(cloud, header, copy=False),
         "image_to_rgb (bgr8)": lambda: convert.image_to_rgb(bgr_msg),
         "depth_image_to_metres (32FC1)": lambda: convert.depth_image_to_metres(depth_msg),
         "depth_image_to_metres (16UC1)": lambda: convert.depth_image_to_metres(mm_msg),

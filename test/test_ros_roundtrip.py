@@ -20,7 +20,7 @@ from depth_ft_ros.ros import convert
 pytestmark = pytest.mark.ros
 
 
-def sample_messages() -> tuple[Image, Image, PointCloud2, np.ndarray, np.ndarray, np.ndarray]:
+def sample_messages(copy: bool = True) -> tuple[Image, Image, PointCloud2, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(3)
     depth = rng.uniform(0.3, 10.0, (48, 64)).astype(np.float32)
     depth[5, 7] = np.nan
@@ -32,8 +32,8 @@ def sample_messages() -> tuple[Image, Image, PointCloud2, np.ndarray, np.ndarray
     points["label"] = rng.integers(0, 60000, (48, 64))
     header = Header(frame_id="camera_optical")
     header.stamp.sec, header.stamp.nanosec = 100, 5
-    return (convert.depth_to_msg(depth, header), convert.bgr_to_msg(bgr, header),
-            convert.structured_to_pointcloud2(points, header), depth, bgr, points)
+    return (convert.depth_to_msg(depth, header, copy=copy), convert.bgr_to_msg(bgr, header, copy=copy),
+            convert.structured_to_pointcloud2(points, header, copy=copy), depth.copy(), bgr.copy(), points.copy())
 
 
 def check_decoded(depth_msg: Image, bgr_msg: Image, cloud_msg: PointCloud2, depth, bgr, points) -> None:
@@ -55,16 +55,26 @@ def test_isolation_environment() -> None:
     assert localhost
 
 
-def test_serialize_deserialize() -> None:
+@pytest.mark.parametrize("copy", [True, False])
+def test_serialize_deserialize(copy: bool) -> None:
     serialization = pytest.importorskip("rclpy.serialization")
-    depth_msg, bgr_msg, cloud_msg, *arrays = sample_messages()
+    depth_msg, bgr_msg, cloud_msg, *arrays = sample_messages(copy)
     back = [serialization.deserialize_message(serialization.serialize_message(m), type(m))
             for m in (depth_msg, bgr_msg, cloud_msg)]
     check_decoded(*back, *arrays)
 
 
-def test_publish_subscribe_in_process(ros_graph) -> None:
-    depth_msg, bgr_msg, cloud_msg, *arrays = sample_messages()
+def test_messages_built_without_copy_share_the_arrays_memory() -> None:
+    depth = np.ones((4, 6), np.float32)
+    points = np.zeros((4, 6), [("x", "f4"), ("y", "f4"), ("z", "f4")])
+    assert np.shares_memory(convert.depth_to_msg(depth, copy=False).data, depth)
+    assert np.shares_memory(convert.structured_to_pointcloud2(points, copy=False).data, points)
+    assert not np.shares_memory(np.frombuffer(convert.depth_to_msg(depth).data, np.uint8), depth)
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_publish_subscribe_in_process(ros_graph, copy: bool) -> None:
+    depth_msg, bgr_msg, cloud_msg, *arrays = sample_messages(copy)
     talker = ros_graph.node("convert_talker")
     listener = ros_graph.node("convert_listener")
     publishers = {

@@ -22,7 +22,7 @@ from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
 from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.ros.msg_buffer import as_byte_array, byte_view
+from depth_ft_ros.ros.msg_buffer import byte_view, set_data
 
 # PointField datatype constants (sensor_msgs/PointField.msg) <-> numpy type of one value.
 _DATATYPE_TO_NUMPY: dict[int, str] = {
@@ -111,13 +111,14 @@ def pointcloud2_to_xyz(msg: PointCloud2, skip_nans: bool = False) -> np.ndarray:
 
 
 def structured_to_pointcloud2(
-    points: np.ndarray, header: Header | None = None, is_dense: bool = False
+    points: np.ndarray, header: Header | None = None, is_dense: bool = False, copy: bool = True
 ) -> PointCloud2:
     """A PointCloud2 from a structured array: (H, W) -> organized H x W, (N,) -> 1 x N.
 
     Each dtype field becomes a PointField at the dtype's own offset (padding in the dtype is kept, so
     point_step = dtype.itemsize); sub-array fields, e.g. ("rgb", "u1", (3,)), get count > 1. Byte order is
     the machine's; row_step = point_step * width. Supported field types: (u)int8/16/32, float32/64.
+    copy=False: the message shares the array's memory, for publishing only (see msg_buffer.set_data).
     """
     points = np.asarray(points)
     names = points.dtype.names
@@ -160,5 +161,5 @@ def structured_to_pointcloud2(
     msg.point_step = int(points.dtype.itemsize)
     msg.row_step = int(points.dtype.itemsize * width)
     msg.is_dense = bool(is_dense)
-    msg.data = as_byte_array(points)
+    set_data(msg, points, copy=copy)
     return msg

@@ -26,7 +26,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.ros.msg_buffer import as_byte_array, byte_view
+from depth_ft_ros.ros.msg_buffer import byte_view, set_data
 
 # encoding -> (channels, numpy type of one channel)
 _LAYOUTS: dict[str, tuple[int, str]] = {
@@ -174,34 +174,37 @@ def depth_image_to_metres(msg: Image) -> np.ndarray:
     return depth
 
 
-def depth_to_msg(depth_m: np.ndarray, header: Header | None = None) -> Image:
-    """A 32FC1 Image (REP 118: metres along the optical axis, NaN invalid) from an (H, W) float array."""
+def depth_to_msg(depth_m: np.ndarray, header: Header | None = None, copy: bool = True) -> Image:
+    """A 32FC1 Image (REP 118: metres along the optical axis, NaN invalid) from an (H, W) float array.
+
+    copy=False: the message shares the array's memory, for publishing only (see msg_buffer.set_data)."""
     depth = np.asarray(depth_m)
     if depth.ndim != 2 or depth.dtype.kind != "f":
         raise InputError(f"depth_to_msg: expected an (H, W) float array, got {depth.dtype} {depth.shape}")
-    return array_to_image(depth.astype(np.float32, copy=False), "32FC1", header)
+    return array_to_image(depth.astype(np.float32, copy=False), "32FC1", header, copy=copy)
 
 
-def normals_to_msg(normals: np.ndarray, header: Header | None = None) -> Image:
+def normals_to_msg(normals: np.ndarray, header: Header | None = None, copy: bool = True) -> Image:
     """A 32FC3 Image of unit normals (x, y, z in the optical frame) from an (H, W, 3) float array."""
     arr = np.asarray(normals)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype.kind != "f":
         raise InputError(f"normals_to_msg: expected an (H, W, 3) float array, got {arr.dtype} {arr.shape}")
-    return array_to_image(arr.astype(np.float32, copy=False), "32FC3", header)
+    return array_to_image(arr.astype(np.float32, copy=False), "32FC3", header, copy=copy)
 
 
-def bgr_to_msg(bgr: np.ndarray, header: Header | None = None) -> Image:
+def bgr_to_msg(bgr: np.ndarray, header: Header | None = None, copy: bool = True) -> Image:
     """A bgr8 Image from an (H, W, 3) uint8 array in OpenCV's BGR order."""
     arr = np.asarray(bgr)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise InputError(f"bgr_to_msg: expected an (H, W, 3) uint8 array, got {arr.dtype} {arr.shape}")
-    return array_to_image(arr, "bgr8", header)
+    return array_to_image(arr, "bgr8", header, copy=copy)
 
 
-def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None, copy: bool = True) -> Image:
     """An Image with no row padding (step = width * bytes per pixel), in the machine's byte order.
 
     `arr` must be (H, W) or (H, W, C) matching `encoding`'s channel count and type (see _LAYOUTS).
+    copy=False: the message shares the array's memory, for publishing only (see msg_buffer.set_data).
     """
     if encoding not in _LAYOUTS:
         raise InputError(f"array_to_image: encoding {encoding!r} is not supported")
@@ -223,7 +226,7 @@ def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None)
     msg.encoding = encoding
     msg.is_bigendian = int(_NATIVE_BIGENDIAN and arr.dtype.itemsize > 1)
     msg.step = int(arr.shape[1] * channels * arr.dtype.itemsize)
-    msg.data = as_byte_array(arr)
+    set_data(msg, arr, copy=copy)
     return msg
 
 

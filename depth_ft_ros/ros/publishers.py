@@ -46,30 +46,33 @@ class FramePublishers:
     def publish(self, header: Any, result: FrameResult, rgb: np.ndarray) -> None:
         """Every output carries the input image's stamp and the camera's optical frame_id (`header`).
 
-        A message nobody subscribes to is neither built nor published (megabytes per frame otherwise)."""
+        A message nobody subscribes to is neither built nor published (megabytes per frame otherwise). The
+        messages share memory with this frame's arrays (copy=False): rclpy copies them once, in publish()."""
         def wanted(pub: Any) -> bool:
             return pub is not None and pub.get_subscription_count() > 0
 
         if result.depth_m is not None:
             if wanted(self.depth):
-                self.depth.publish(convert.depth_to_msg(result.depth_m, header))
+                self.depth.publish(convert.depth_to_msg(result.depth_m, header, copy=False))
             if wanted(self.depth_info):
                 self.depth_info.publish(convert.camera_to_camera_info(result.camera, header))
         if wanted(self.relative) and result.relative is not None:
-            self.relative.publish(convert.depth_to_msg(result.relative, header))
+            self.relative.publish(convert.depth_to_msg(result.relative, header, copy=False))
         if result.normals is not None:
             if wanted(self.normals):
-                self.normals.publish(convert.normals_to_msg(result.normals, header))
+                self.normals.publish(convert.normals_to_msg(result.normals, header, copy=False))
             if wanted(self.normals_colorized):
-                self.normals_colorized.publish(convert.bgr_to_msg(colorize_normals(result.normals), header))
+                self.normals_colorized.publish(
+                    convert.bgr_to_msg(colorize_normals(result.normals), header, copy=False))
         if result.cloud is not None:
-            self.points.publish(convert.structured_to_pointcloud2(result.cloud, header, is_dense=False))
+            self.points.publish(convert.structured_to_pointcloud2(result.cloud, header, is_dense=False, copy=False))
         if wanted(self.colorized):
             shown = result.depth_m if result.depth_m is not None else result.relative
             if shown is not None:
                 # Relative disparity grows toward the camera: show it the other way round to depth.
                 inverse = result.depth_m is not None or result.space != "disparity"
-                self.colorized.publish(convert.bgr_to_msg(colorize_depth(shown, inverse=inverse), header))
+                self.colorized.publish(
+                    convert.bgr_to_msg(colorize_depth(shown, inverse=inverse), header, copy=False))
 
     def destroy(self) -> None:
         for pub in self._all():
