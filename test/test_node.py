@@ -337,6 +337,48 @@ def test_missing_model_fails_configure_with_the_fetch_command(tmp_path: Path) ->
     assert "depth-ft-ros fetch-model nobody/no-such-model" in proc.stderr + proc.stdout
 
 
+def test_node_process_started_as_users_do_publishes_over_dds(ros_graph: Any, tmp_path: Path) -> None:
+    """depth_ft_node's main() in its own process (as `ros2 run` starts it): outputs reach this process, and,
+    with no choice in the environment, it asked Fast DDS for asynchronous publication (ros/middleware.py)."""
+    import os
+    import signal
+
+    import yaml
+
+    from depth_ft_ros.ros.middleware import PUBLICATION_MODE_VAR
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": node_params(alignment="global")}}))
+    env = {k: v for k, v in os.environ.items() if k != PUBLICATION_MODE_VAR}
+    proc = subprocess.Popen([sys.executable, "-m", "depth_ft_ros.ros.node", "--ros-args", "--params-file",
+                             str(params)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        watcher = ros_graph.node("process_watcher")
+        assert ros_graph.wait_for(lambda: watcher.count_publishers("depth") > 0, 120.0), "node process never came up"
+        probe = Probe(ros_graph)
+        stamp_ns = T0_NS
+        for i in range(30):  # frames sent before the node is active are counted as `inactive`: send until one lands
+            stamp_ns = T0_NS + i * 100_000_000
+            probe.send(stamp_ns)
+            if probe.graph.wait_for(lambda s=stamp_ns: any(stamp_ns_of(m) == s for m in probe.out["points"]), 3.0):
+                break
+        cloud = probe.wait_output("points", stamp_ns)
+        depth_m = image_to_numpy(probe.wait_output("depth", stamp_ns), "f4", 1)
+        fields = cloud_fields(cloud)
+        np.testing.assert_allclose(fields["z"], depth_m, rtol=1e-6, equal_nan=True)
+        assert np.isfinite(depth_m).mean() > 0.9
+
+        def middleware() -> str:
+            values = [{kv.key: kv.value for kv in d.status[0].values} for d in probe.diagnostics]
+            return values[-1].get("middleware", "") if values else ""
+
+        assert probe.graph.wait_for(lambda: "publication ASYNCHRONOUS" in middleware(), 10.0), middleware()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+
+
 def test_parameter_changes_at_run_time_take_effect_or_wait_for_configure(ros_graph: Any) -> None:
     from rclpy.parameter import Parameter
 

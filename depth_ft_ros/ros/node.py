@@ -32,6 +32,7 @@ from depth_ft_ros.core.stats import NodeStats
 from depth_ft_ros.ros import convert
 from depth_ft_ros.ros.diagnostics import build_diagnostics
 from depth_ft_ros.ros.extrinsics import Extrinsics
+from depth_ft_ros.ros.middleware import describe_middleware, prefer_async_publication
 from depth_ft_ros.ros.params import (
     CONFIG_PARAMETERS,
     RECONFIGURE_ONLY,
@@ -72,6 +73,7 @@ class DepthFtNode(LifecycleNode):
         self._camera_cache: tuple[tuple[Any, ...], PinholeCamera] | None = None
         self._bridge: Any = None  # a cv_bridge.CvBridge on robots (use_cv_bridge), else None
         self._last_warn_s: dict[str, float] = {}
+        self._middleware = describe_middleware()  # the environment the participant was created with
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
@@ -340,7 +342,7 @@ class DepthFtNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         extra = {"extrinsics": self._extrinsics.source if self._extrinsics else "",
                  "image_conversion": "cv_bridge" if self._bridge is not None else "numpy",
-                 **self.last_alignment}
+                 "middleware": self._middleware, **self.last_alignment}
         if self.pipeline is not None:
             extra.update(self.pipeline.describe())
         msg = build_diagnostics(self.get_name(), self.get_clock().now().to_msg(), self.stats.snapshot(), extra,
@@ -349,6 +351,7 @@ class DepthFtNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
+    prefer_async_publication()  # before rclpy.init: read when the DDS participant is created
     rclpy.init(args=args)
     try:
         node = DepthFtNode()

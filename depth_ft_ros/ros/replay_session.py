@@ -27,6 +27,7 @@ from rosgraph_msgs.msg import Clock
 
 from depth_ft_ros.core.errors import ConfigError, DepthFtError
 from depth_ft_ros.ros.isolation import localhost_only_discovery
+from depth_ft_ros.ros.middleware import prefer_async_publication
 from depth_ft_ros.ros.node import DepthFtNode
 
 NODE_NAME = "depth_ft_node"
@@ -90,6 +91,7 @@ class ReplaySession:
     def start(self, discovery_timeout_s: float = 15.0) -> None:
         if self._private:  # nothing outside this machine sees (or feeds) the replay
             localhost_only_discovery()
+        prefer_async_publication()  # as depth_ft_node's main does: the replay runs the node as robots do
         # No rclpy signal handlers: they would shut the context down on Ctrl-C mid-replay; the caller handles it.
         try:
             rclpy.init(args=[], context=self.context, domain_id=self.domain_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 import tempfile
 import threading
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 
 from depth_ft_ros.core.errors import DepthFtError
+from depth_ft_ros.ros.middleware import NODE_PUBLICATION_MODE, PUBLICATION_MODE_VAR, PUBLICATION_MODES
 
 OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "cloud", "publish")
 
@@ -40,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cloud-normals", action=argparse.BooleanOptionalAction, default=True,
                         help="normal_x/y/z in `points`")
     parser.add_argument("--cloud-stride", type=int, default=1, help="keep every n-th pixel in `points`")
+    parser.add_argument("--publication-mode", default=NODE_PUBLICATION_MODE, choices=PUBLICATION_MODES,
+                        help=f"Fast DDS publication mode ({PUBLICATION_MODE_VAR}); default: what depth_ft_node uses "
+                        "unless told otherwise")
     parser.add_argument("--alignment-fit", default=None, choices=["scale_shift", "scale"],
                         help="default: scale for the tiny random checkpoints (their output does not follow depth), "
                         "else scale_shift")
@@ -71,6 +76,7 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
     cloud = np.zeros(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
     for i, axis in enumerate("xyz"):
         cloud[axis] = points[:, i]
+    os.environ[PUBLICATION_MODE_VAR] = args.publication_mode  # read when rclpy.init creates the participant
     context = Context()
     rclpy.init(context=context)
     params = {"depth_model": depth_model, "normals_model": normals_model, "device": "cpu",
@@ -182,9 +188,9 @@ def run(args: argparse.Namespace) -> int:
         normals_model = args.normals_model or str(make_tiny_model(Path(tmp) / "normals", "e2e-ft-normals"))
         print(f"bench-node: {args.width}x{args.height}, {args.frames} frames, {args.lidar_lines}-line LiDAR, "
               f"outputs subscribed in another process: {' '.join(args.outputs)}; cloud normals "
-              f"{'on' if args.cloud_normals else 'off'}, stride {args.cloud_stride}; "
-              f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-              f"torch {torch.__version__}")
+              f"{'on' if args.cloud_normals else 'off'}, stride {args.cloud_stride}; Fast DDS publication "
+              f"{args.publication_mode}; {platform.processor() or platform.machine()}, "
+              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
         print(f"{'alignment':10}{'outside network':>17}" + "".join(f"{s:>16}" for s in OUTSIDE_NETWORK)
               + f"{'network':>10}")
         for alignment in args.alignment:
