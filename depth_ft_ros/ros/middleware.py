@@ -25,7 +25,7 @@ def prefer_async_publication(environ: MutableMapping[str, str] = os.environ) -> 
 
 
 def describe_middleware(environ: MutableMapping[str, str] = os.environ) -> str:
-    """'<rmw implementation>, publication <mode>' for diagnostics and benchmark reports."""
+    """'<rmw implementation>, publication <mode>' for the node's diagnostics."""
     try:
         from rclpy import get_rmw_implementation_identifier
 
