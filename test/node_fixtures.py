@@ -13,8 +13,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from depth_ft_ros.core.camera import PinholeCamera
-from depth_ft_ros.core.lidar_sim import lidar_scan_in_lidar_frame, make_T_camera_lidar
-from depth_ft_ros.core.middlebury import load_motorcycle
+from depth_ft_ros.evaluation.lidar_sim import lidar_scan_in_lidar_frame, make_T_camera_lidar
+from depth_ft_ros.evaluation.middlebury import load_motorcycle
 
 CAMERA_FRAME = "camera_optical_frame"
 LIDAR_FRAME = "lidar"

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from depth_ft_ros.core.predictor import DepthFtPredictor
-from depth_ft_ros.core.tiny import make_tiny_model
+from depth_ft_ros.evaluation.tiny import make_tiny_model
 
 _ROOT = Path(tempfile.mkdtemp(prefix="depth_ft_tiny_"))
 atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)

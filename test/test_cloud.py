@@ -9,7 +9,7 @@ import pytest
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.cloud import cloud_arrays, cloud_dtype
 from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.core.middlebury import load_motorcycle
+from depth_ft_ros.evaluation.middlebury import load_motorcycle
 
 
 def _xyz(cloud: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
 from depth_ft_ros.cli import main
-from depth_ft_ros.core.middlebury import load_motorcycle
+from depth_ft_ros.evaluation.middlebury import load_motorcycle
 
 FRAMES = 4
 SIZE = (96, 72)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_ft_ros.core import lidar_sim
 from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.core.middlebury import load_motorcycle
+from depth_ft_ros.evaluation import lidar_sim
+from depth_ft_ros.evaluation.middlebury import load_motorcycle
 
 
 def _pixels(camera, pts):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.core.metrics import depth_metrics
-from depth_ft_ros.core.middlebury import load_motorcycle
+from depth_ft_ros.evaluation.metrics import depth_metrics
+from depth_ft_ros.evaluation.middlebury import load_motorcycle
 
 
 def test_hand_computed_values() -> None:

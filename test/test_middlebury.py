@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from depth_ft_ros.core import middlebury
+from depth_ft_ros.evaluation import middlebury
 
 
 def test_motorcycle_depth_follows_the_calibration() -> None:

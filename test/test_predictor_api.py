@@ -17,7 +17,7 @@ from depth_ft_ros.core.errors import ConfigError
 from depth_ft_ros.core.families import FAMILIES, LEFT_UP_BACK, RIGHT_UP_BACK, to_optical_frame
 from depth_ft_ros.core.families.checkpoint import EMBEDDING_FILE
 from depth_ft_ros.core.predictor import DepthFtPredictor, Prediction
-from depth_ft_ros.core.tiny import make_tiny_model
+from depth_ft_ros.evaluation.tiny import make_tiny_model
 
 STAGES = {"preprocess", "encode", "unet", "decode", "postprocess", "total"}
 

@@ -79,7 +79,7 @@ def lidar_in_camera(in_msgs: dict[str, list[object]], cloud: object) -> np.ndarr
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    from depth_ft_ros.core.tiny import make_tiny_model
+    from depth_ft_ros.evaluation.tiny import make_tiny_model
 
     root = tmp_path_factory.mktemp("models")
     return ["--depth-model", str(make_tiny_model(root / "depth", "e2e-ft-depth")),
@@ -210,7 +210,7 @@ def test_cloud_is_the_depth_backprojected(mcap_replay: dict) -> None:
 
 @pytest.mark.ros
 def test_metrics_and_previews(mcap_replay: dict) -> None:
-    from depth_ft_ros.core.metrics import depth_metrics
+    from depth_ft_ros.evaluation.metrics import depth_metrics
 
     in_msgs, out, summary = mcap_replay["in"], mcap_replay["out"], mcap_replay["summary"]
     gt = {stamp_ns(m): float_image(m) for m in in_msgs["/camera/depth_gt"]}

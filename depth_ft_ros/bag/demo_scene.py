@@ -22,10 +22,10 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from depth_ft_ros.bag.messages import StaticTransform
-from depth_ft_ros.core import lidar_sim
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.core.middlebury import MiddleburyFrame
+from depth_ft_ros.evaluation import lidar_sim
+from depth_ft_ros.evaluation.middlebury import MiddleburyFrame
 
 CAMERA_LINK = "camera_link"
 CAMERA_FRAME = "camera_optical_frame"

@@ -18,7 +18,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from depth_ft_ros.bag.messages import COMPRESSED_IMAGE, stamp_ns_from_cdr
 from depth_ft_ros.bag.report import FrameRecord, affine_from_outputs
 from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.core.metrics import depth_metrics
+from depth_ft_ros.evaluation.metrics import depth_metrics
 from depth_ft_ros.ros import convert
 
 GT_MATCH_NS = 5_000_000  # a ground-truth image belongs to a frame when their stamps are this close

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     from depth_ft_ros.core.errors import DepthFtError
     from depth_ft_ros.core.predictor import DepthFtPredictor
-    from depth_ft_ros.core.tiny import make_tiny_model
+    from depth_ft_ros.evaluation.tiny import make_tiny_model
 
     if args.runs < 1 or args.width < 8 or args.height < 8:
         print("bench: --runs must be >= 1 and the frame at least 8x8", file=sys.stderr)

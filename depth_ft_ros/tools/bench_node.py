@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _scene(width: int, height: int, lines: int) -> tuple[np.ndarray, Any, np.ndarray]:
-    from depth_ft_ros.core.lidar_sim import lidar_scan
-    from depth_ft_ros.core.middlebury import load_motorcycle
+    from depth_ft_ros.evaluation.lidar_sim import lidar_scan
+    from depth_ft_ros.evaluation.middlebury import load_motorcycle
 
     frame = load_motorcycle()
     rgb = cv2.resize(frame.rgb, (width, height), interpolation=cv2.INTER_AREA)
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from depth_ft_ros.core.stats import stage_medians_ms
-    from depth_ft_ros.core.tiny import make_tiny_model
+    from depth_ft_ros.evaluation.tiny import make_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         depth_model = args.depth_model or str(make_tiny_model(Path(tmp) / "depth", "e2e-ft-depth"))

@@ -15,8 +15,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from depth_ft_ros.core.errors import DepthFtError
+from depth_ft_ros.ros.replay import ReplayOptions, parse_param_overrides
 from depth_ft_ros.tools import demo_bag, replay
 
 
@@ -33,7 +35,7 @@ def _tiny(out: Path, family: str) -> str:
     """A tiny checkpoint of `family` under out/models (made once; the same seed gives the same files)."""
     folder = out / "models" / family
     if not (folder / "model_index.json").exists():
-        from depth_ft_ros.core.tiny import make_tiny_model
+        from depth_ft_ros.evaluation.tiny import make_tiny_model
 
         make_tiny_model(folder, family)
         print(f"demo: made a tiny random {family} checkpoint in {folder}", file=sys.stderr)
@@ -58,18 +60,15 @@ def run(args: argparse.Namespace) -> int:
         bag = _fresh(out / "demo_bag")
         info = demo_bag.write_demo_bag(bag, frames=args.frames)
         print(f"demo: wrote {bag} ({info['frames']} frames, {info['size']})", file=sys.stderr)
-        replay_parser = argparse.ArgumentParser(prog="depth-ft-ros replay")
-        replay.add_arguments(replay_parser)
-        replay_argv = [str(bag), "--out", str(_fresh(out / "replay")), "--lossless", "--depth-model", depth,
-                       "--normals-model", normals, "--preview", str(out / "preview"),
-                       "--summary-json", str(out / "summary.json")]
+        params: dict[str, Any] = {}
         if not args.depth_model:
             # Random weights predict no depth: fit a scale alone and let the local refinement build the metric
             # map from the LiDAR (a scale-and-shift fit of a random map is rightly refused).
-            replay_argv += ["--param", "alignment=local", "--param", "alignment_fit=scale"]
-        for item in args.param:
-            replay_argv += ["--param", item]
-        rc = replay.run(replay_parser.parse_args(replay_argv))
+            params |= {"alignment": "local", "alignment_fit": "scale"}
+        params |= parse_param_overrides(args.param)
+        options = ReplayOptions(in_bag=bag, out_bag=_fresh(out / "replay"), lossless=True, depth_model=depth,
+                                normals_model=normals, params=params, preview_dir=out / "preview")
+        rc = replay.replay_and_report(options, summary_json=out / "summary.json")
     except DepthFtError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def write_demo_bag(out: Path, frames: int = 30, storage: str = "mcap", seed: int = 0,
                    size: tuple[int, int] = (320, 240), rate_hz: float = 10.0) -> dict[str, object]:
     """Write the bag; returns what a user needs to replay it (frame count, topics, extrinsic parameters)."""
-    from depth_ft_ros.core.middlebury import load_motorcycle
+    from depth_ft_ros.evaluation.middlebury import load_motorcycle
 
     if rate_hz <= 0:
         raise InputError(f"--rate-hz must be positive (got {rate_hz})")

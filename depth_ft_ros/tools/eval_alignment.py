@@ -1,7 +1,7 @@
 """`eval-alignment`: metric alignment accuracy and speed on the Middlebury Motorcycle frame (real GT).
 
-Relative inputs are made from GT (core.synthetic: small noise, a smooth distortion, or both; in depth and in
-disparity space), sparse inputs are simulated on GT (core.lidar_sim: random pixels, N-line LiDAR, 1 % noise,
+Relative inputs are made from GT (evaluation.synthetic: small noise, a smooth distortion, or both; in depth and in
+disparity space), sparse inputs are simulated on GT (evaluation.lidar_sim: random pixels, N-line LiDAR, 1 % noise,
 outliers, see-through points of a LiDAR mounted 0.2 m from the camera), and global and local alignment are
 scored over valid GT pixels. Seeds are fixed, so the numbers are reproducible on one machine.
 """
@@ -21,15 +21,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_ft_ros.core import lidar_sim
 from depth_ft_ros.core.alignment import align_detailed, apply_scale_shift, fit_scale_shift
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.cloud import cloud_arrays
 from depth_ft_ros.core.local_alignment import local_refine
-from depth_ft_ros.core.metrics import depth_metrics
-from depth_ft_ros.core.middlebury import MiddleburyFrame, load_motorcycle
 from depth_ft_ros.core.sparse import project_sparse_points
-from depth_ft_ros.core.synthetic import KINDS, make_relative
+from depth_ft_ros.evaluation import lidar_sim
+from depth_ft_ros.evaluation.metrics import depth_metrics
+from depth_ft_ros.evaluation.middlebury import MiddleburyFrame, load_motorcycle
+from depth_ft_ros.evaluation.synthetic import KINDS, make_relative
 
 SECTION_TITLE = "## Metric alignment"
 BEGIN_MARK = "<!-- BEGIN metric-alignment (written by `depth-ft-ros eval-alignment --write-benchmarks`) -->"

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from depth_ft_ros.core.errors import DepthFtError
-    from depth_ft_ros.core.tiny import make_tiny_model
+    from depth_ft_ros.evaluation.tiny import make_tiny_model
 
     try:
         path = make_tiny_model(args.out, args.family, seed=args.seed)
