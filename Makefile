@@ -22,6 +22,7 @@ $(STAMP): setup.py requirements-ros.txt
 
 test: setup
 	$(VENV)/bin/ruff check depth_ft_ros test launch
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-py310
 
@@ -48,6 +49,7 @@ test-all: setup
 
 lint: setup
 	$(VENV)/bin/ruff check depth_ft_ros test launch
+	$(VENV)/bin/mypy
 
 # Tiny random checkpoints -> the Middlebury demo bag -> lossless replay through the node -> summary, output bag
 # and previews under $(OUT). Real checkpoints: DEPTH_MODEL=... NORMALS_MODEL=... (on a CPU, FRAMES=5 keeps it short).

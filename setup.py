@@ -31,7 +31,7 @@ setup(
         "rosbags>=0.10",
         "pyyaml",
     ],
-    extras_require={"test": ["pytest", "ruff"]},
+    extras_require={"test": ["pytest", "ruff", "mypy", "types-PyYAML"]},
     zip_safe=True,
     maintainer="depth_ft_ros maintainers",
     description="Single-step diffusion depth and normals, metric-aligned, as a ROS 2 node",

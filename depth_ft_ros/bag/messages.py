@@ -74,7 +74,8 @@ def pointcloud_xyz(points_m: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
     for i, name in enumerate(names):
         cloud[name] = pts[:, i]
     field = _T["sensor_msgs/msg/PointField"]
-    fields = [field(name=n, offset=4 * i, datatype=field.FLOAT32, count=1) for i, n in enumerate(names)]
+    float32 = field.FLOAT32  # type: ignore[attr-defined]  # a message constant rosbags' type stubs omit
+    fields = [field(name=n, offset=4 * i, datatype=float32, count=1) for i, n in enumerate(names)]
     step = cloud.dtype.itemsize
     return _T[POINTCLOUD2](header=header(stamp_ns, frame_id), height=1, width=len(pts), fields=fields,
                            is_bigendian=False, point_step=step, row_step=step * len(pts),

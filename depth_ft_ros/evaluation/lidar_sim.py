@@ -119,9 +119,11 @@ def lidar_scan_in_lidar_frame(
     return points_in_lidar_frame(pts_cam, t)
 
 
-def _relative_apply(values: np.ndarray, factor: np.ndarray) -> np.ndarray:
+def _relative_apply(values: np.ndarray, factor: np.ndarray | float) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
-    return arr * (factor[:, None] if arr.ndim == 2 else factor)
+    if isinstance(factor, np.ndarray) and arr.ndim == 2:
+        return arr * factor[:, None]
+    return arr * factor
 
 
 def add_relative_noise(values: np.ndarray, sigma_rel: float, rng: np.random.Generator) -> np.ndarray:

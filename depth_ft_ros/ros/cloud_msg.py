@@ -15,7 +15,8 @@ Decisions where the definition is silent:
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
@@ -133,8 +134,9 @@ def structured_to_pointcloud2(
     fields: list[PointField] = []
     native_formats: list[np.dtype] = []
     offsets: list[int] = []
+    field_table: Mapping[str, Any] = points.dtype.fields or {}
     for name in names:
-        field_dtype, offset = points.dtype.fields[name][:2]
+        field_dtype, offset = field_table[name][:2]
         base = field_dtype.base
         key = base.kind + str(base.itemsize)
         if key not in _NUMPY_TO_DATATYPE or base.fields is not None:

@@ -26,7 +26,7 @@ def as_byte_array(arr: np.ndarray) -> array.array:
     """The bytes of `arr` in C order as array.array('B'), the fast form for rclpy's `data` setters."""
     flat = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
     out = array.array("B")
-    out.frombytes(flat)
+    out.frombytes(flat.data)
     return out
 
 

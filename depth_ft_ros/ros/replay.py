@@ -106,6 +106,8 @@ def _static_extrinsics(bag: BagReader, plan: TopicPlan) -> tuple[list[float], li
     if plan.sparse_points is None or plan.tf_static is None:
         return None
     image, cloud = bag.first(plan.image), bag.first(plan.sparse_points)
+    if image is None or cloud is None:
+        return None  # choose_topics only offers topics with messages; nothing to derive from an empty one
     camera_frame, cloud_frame = image.header.frame_id, cloud.header.frame_id
     if not cloud_frame or cloud_frame == camera_frame:
         return None
@@ -138,7 +140,7 @@ def _node_parameters(options: ReplayOptions, plan: TopicPlan,
 def _expected_outputs(session: ReplaySession, has_sparse: bool) -> set[str]:
     """The outputs (names relative to the node's namespace) every frame should produce when all goes well: the
     fast path of _wait_frame; the node's counters decide for frames that end otherwise."""
-    cfg = session.node.config
+    cfg = session.config
     rel: set[str] = set()
     if cfg.depth_model:
         rel.add("depth/colorized")
@@ -186,9 +188,9 @@ def _play(bag: BagReader, plan: TopicPlan, session: ReplaySession, analyzer: Out
     early = {plan.gt_depth} if plan.gt_depth else set()
     lead_ns = 0
     if options.lossless:
-        early |= {plan.camera_info, plan.sparse_points} - {None}
+        early |= {t for t in (plan.camera_info, plan.sparse_points) if t is not None}
     if early:
-        lead_ns = int((session.node.config.sync_tolerance + 0.05) * 1e9)
+        lead_ns = int((session.config.sync_tolerance + 0.05) * 1e9)
     pacer = None if options.lossless else Pacer(options.rate, stop)
     progress = Progress(len(frames))
     progress.update(0)

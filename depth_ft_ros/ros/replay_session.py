@@ -25,6 +25,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 
+from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.errors import ConfigError, DepthFtError
 from depth_ft_ros.ros.isolation import localhost_only_discovery
 from depth_ft_ros.ros.middleware import prefer_async_publication
@@ -88,6 +89,13 @@ class ReplaySession:
 
     # -- start / stop --------------------------------------------------------------------------------------
 
+    @property
+    def config(self) -> NodeConfig:
+        """The node's parameters (once started)."""
+        if self.node is None:
+            raise ReplayError("the replay session has not started its node")
+        return self.node.config
+
     def start(self, discovery_timeout_s: float = 15.0) -> None:
         if self._private:  # nothing outside this machine sees (or feeds) the replay
             localhost_only_discovery()
@@ -148,16 +156,19 @@ class ReplaySession:
             name, msg_class = pub.topic_name, pub.msg_type
             if name.endswith(_NOT_OUTPUTS) or name in self.output_topics:
                 continue
-            msgtype = f"{msg_class.__module__.split('.')[0]}/msg/{msg_class.__name__}"
+            msgtype = f"{msg_class.__module__.split('.')[0]}/msg/{msg_class.__name__}"  # type: ignore[attr-defined]
             self.output_topics[name] = msgtype
             self._recorders.append(self._player.create_subscription(
-                msg_class, name, lambda data, n=name, t=msgtype: self._on_output(n, t, data, time.monotonic()),
-                _RECORD_QOS, raw=True))
+                msg_class, name, self._recorder(name, msgtype), _RECORD_QOS, raw=True))
         if not self.output_topics:
             raise ReplayError("the node has no outputs after configure")
 
+    def _recorder(self, topic: str, msgtype: str) -> Callable[[bytes], None]:
+        return lambda data: self._on_output(topic, msgtype, data, time.monotonic())
+
     def _wait_matched(self, timeout_s: float) -> None:
         """Wait for discovery both ways, so that no frame is published before the node listens."""
+        assert self._player is not None
         deadline = time.monotonic() + timeout_s
         pending: list[str] = []
         while time.monotonic() < deadline:

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_demo_bag(out: Path, frames: int = 30, storage: str = "mcap", seed: int = 0,
-                   size: tuple[int, int] = (320, 240), rate_hz: float = 10.0) -> dict[str, object]:
+                   size: tuple[int, int] = (320, 240), rate_hz: float = 10.0) -> dict[str, Any]:
     """Write the bag; returns what a user needs to replay it (frame count, topics, extrinsic parameters)."""
     from depth_ft_ros.evaluation.middlebury import load_motorcycle
 
@@ -99,10 +100,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"make-demo-bag: {exc}", file=sys.stderr)
         return 2
     ext = info["extrinsics"]
-    assert isinstance(ext, dict)
     print(f"wrote {info['path']} ({info['storage']}): {info['frames']} frames of {info['size']} from the "
           "Middlebury 2014 Motorcycle frame (Scharstein et al., GCPR 2014)")
-    for topic, count in sorted(info["topics"].items()):  # type: ignore[union-attr]
+    for topic, count in sorted(info["topics"].items()):
         print(f"  {topic}: {count} msgs")
     print(f"static extrinsics {ext['source_frame']} -> {ext['target_frame']} (node parameters, also on /tf_static "
           "and in the bag metadata):")
