@@ -31,7 +31,7 @@ setup(
         "rosbags>=0.10",
         "pyyaml",
     ],
-    extras_require={"test": ["pytest", "ruff", "mypy", "types-PyYAML"]},
+    extras_require={"test": ["pytest", "ruff", "mypy", "types-PyYAML", "mcap", "mcap-ros2-support"]},
     zip_safe=True,
     maintainer="depth_ft_ros maintainers",
     description="Single-step diffusion depth and normals, metric-aligned, as a ROS 2 node",

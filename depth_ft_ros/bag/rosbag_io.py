@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -20,8 +20,9 @@ from depth_ft_ros.bag.messages import TYPESTORE, deserialize
 from depth_ft_ros.core.errors import DepthFtError
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-# The newest rosbag2 metadata (Jazzy's `ros2 bag` reads it; MCAP files also carry their schemas for Foxglove).
-BAG_VERSION = Writer.VERSION_LATEST
+# rosbag2 metadata version 8: the newest that Humble's `ros2 bag` parses (version 9, Jazzy's, stores
+# offered_qos_profiles as a YAML list, which Humble rejects with "bad conversion"); Jazzy reads 8 too.
+BAG_VERSION: Final = 8
 
 
 class BagError(DepthFtError):
@@ -35,9 +36,10 @@ class TopicInfo:
     count: int
 
 
-def _qos(transient_local: bool) -> Qos:
+def keep_last_qos(depth: int = 10, *, reliable: bool = True, transient_local: bool = False) -> Qos:
+    """A KEEP_LAST profile in rosbag2's metadata form (default deadline, lifespan and liveliness)."""
     zero = QosTime(0, 0)
-    return Qos(QosHistory.KEEP_LAST, 1 if transient_local else 10, QosReliability.RELIABLE,
+    return Qos(QosHistory.KEEP_LAST, depth, QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
                QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE,
                zero, zero, QosLiveliness.AUTOMATIC, zero, False)
 
@@ -90,6 +92,12 @@ class BagReader:
     def msgtype(self, topic: str) -> str:
         return self._connections[topic].msgtype
 
+    def offered_qos(self, topic: str) -> list[Qos]:
+        """The QoS profiles the topic's publishers offered when the bag was recorded (empty when not stored)."""
+        connection = self._connections.get(topic)
+        profiles = getattr(getattr(connection, "ext", None), "offered_qos_profiles", None)
+        return list(profiles) if isinstance(profiles, list) else []
+
     def first(self, topic: str) -> Any | None:
         """The first message of `topic`, deserialized (rosbags types), or None when it has none."""
         for _topic, msgtype, _time, data in self.messages([topic]):
@@ -129,8 +137,10 @@ class BagWriter:
         self._writer.set_custom_data(key, value)
 
     def write(self, topic: str, msgtype: str, log_time_ns: int, data: bytes | memoryview,
-              transient_local: bool = False) -> None:
-        """Write one message; types unknown to the typestore (no definition to embed) are skipped."""
+              offered_qos: list[Qos] | None = None) -> None:
+        """Write one message; types unknown to the typestore (no definition to embed) are skipped.
+        `offered_qos`: the profiles the topic's publishers offer (stored with the topic on its first message;
+        `ros2 bag play` replays with them), default reliable, volatile, keep last 10."""
         with self._lock:
             if self._closed:
                 return
@@ -139,7 +149,7 @@ class BagWriter:
                 if msgtype not in TYPESTORE.types:
                     return
                 connection = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE,
-                                                         offered_qos_profiles=[_qos(transient_local)])
+                                                         offered_qos_profiles=offered_qos or [keep_last_qos()])
                 self._connections[topic] = connection
             self._writer.write(connection, int(log_time_ns), bytes(data))
             self.counts[topic] = self.counts.get(topic, 0) + 1

@@ -23,10 +23,14 @@ class TopicPlan:
     sparse_points: str | None  # None: no metric points (the node publishes relative depth only)
     gt_depth: str | None  # None: no metrics
     tf_static: str | None
+    tf: str | None = None  # dynamic transforms (a moving robot, or extrinsics published on /tf)
 
     def inputs(self) -> list[str]:
         """The topics played to the node."""
-        return [t for t in (self.image, self.camera_info, self.sparse_points, self.tf_static) if t]
+        return [t for t in (self.image, self.camera_info, self.sparse_points, self.tf_static, self.tf) if t]
+
+    def transform_topics(self) -> set[str]:
+        return {t for t in (self.tf_static, self.tf) if t}
 
 
 def _fail(bag: BagReader, what: str, flag: str, candidates: list[str] | None = None) -> BagError:
@@ -114,6 +118,8 @@ def choose_topics(bag: BagReader, image: str | None = None, camera_info: str | N
             raise _fail(bag, "ground-truth depth", f"--gt-depth-topic (or --gt-depth-topic {NONE})", candidates)
         gt_depth = candidates[0] if candidates else None
 
-    tf_static = "/tf_static" if any(t.name == "/tf_static" and t.msgtype == m.TF_MESSAGE for t in topics) else None
+    tf_static, tf = (name if any(t.name == name and t.msgtype == m.TF_MESSAGE for t in topics) else None
+                     for name in ("/tf_static", "/tf"))
     return TopicPlan(image=image, image_compressed=bag.msgtype(image) == m.COMPRESSED_IMAGE,
-                     camera_info=camera_info, sparse_points=sparse_points, gt_depth=gt_depth, tf_static=tf_static)
+                     camera_info=camera_info, sparse_points=sparse_points, gt_depth=gt_depth, tf_static=tf_static,
+                     tf=tf)

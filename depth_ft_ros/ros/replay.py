@@ -188,7 +188,7 @@ def _play(bag: BagReader, plan: TopicPlan, session: ReplaySession, analyzer: Out
     early = {plan.gt_depth} if plan.gt_depth else set()
     lead_ns = 0
     if options.lossless:
-        early |= {t for t in (plan.camera_info, plan.sparse_points) if t is not None}
+        early |= {t for t in (plan.camera_info, plan.sparse_points, plan.tf) if t is not None}
     if early:
         lead_ns = int((session.config.sync_tolerance + 0.05) * 1e9)
     pacer = None if options.lossless else Pacer(options.rate, stop)
@@ -196,10 +196,11 @@ def _play(bag: BagReader, plan: TopicPlan, session: ReplaySession, analyzer: Out
     progress.update(0)
     sent = 0
     topics = plan.inputs() + ([plan.gt_depth] if plan.gt_depth else [])
+    input_qos = {topic: bag.offered_qos(topic) for topic in topics}  # the inputs are recorded as they were offered
     for topic, msgtype, log_ns, data in lead_topics(bag.messages(topics), early, lead_ns):
         if stop.is_set():
             break
-        writer.write(topic, msgtype, log_ns, data, transient_local=topic == plan.tf_static)
+        writer.write(topic, msgtype, log_ns, data, input_qos.get(topic))
         if topic == plan.gt_depth:
             analyzer.add_ground_truth(data)
             continue
@@ -246,8 +247,10 @@ def _setup(options: ReplayOptions, bag: BagReader) -> _Setup:
     if not frames:
         raise BagError(f"{bag.path}: the image topic {plan.image} has no messages")
     extrinsics = _static_extrinsics(bag, plan)
-    # tf2 needs both tf2_ros (the node's listener) and tf2_msgs (to publish /tf_static here).
-    use_tf2 = plan.tf_static is not None and all(importlib.util.find_spec(p) for p in ("tf2_ros", "tf2_msgs"))
+    # tf2 needs both tf2_ros (the node's listener) and tf2_msgs (to publish /tf and /tf_static here). Without it
+    # the transforms are still recorded in the output bag, and the static extrinsics become node parameters.
+    transforms = plan.transform_topics()
+    use_tf2 = bool(transforms) and all(importlib.util.find_spec(p) for p in ("tf2_ros", "tf2_msgs"))
     remaps = {"image/compressed" if plan.image_compressed else "image": plan.image,
               "camera_info": plan.camera_info}
     if plan.sparse_points:
@@ -258,9 +261,12 @@ def _setup(options: ReplayOptions, bag: BagReader) -> _Setup:
         print(f"replay: extrinsics from /tf_static {'via tf2' if use_tf2 else 'as static parameters'}: "
               f"translation {[round(v, 4) for v in extrinsics[0]]}, rotation "
               f"{[round(v, 4) for v in extrinsics[1]]}", file=sys.stderr)
+    if plan.tf and not use_tf2:
+        print(f"replay: warning: {plan.tf} is recorded but not played: tf2_ros is not importable here, so only "
+              "/tf_static extrinsics reach the node (as parameters)", file=sys.stderr)
     static_topics = {plan.tf_static} if use_tf2 and plan.tf_static else set()
     return _Setup(plan, frames, _node_parameters(options, plan, extrinsics, use_tf2), remaps,
-                  {t: bag.msgtype(t) for t in plan.inputs() if t != plan.tf_static or use_tf2}, static_topics)
+                  {t: bag.msgtype(t) for t in plan.inputs() if t not in transforms or use_tf2}, static_topics)
 
 
 class Replay:
@@ -289,7 +295,7 @@ class Replay:
 
             def on_output(topic: str, msgtype: str, data: bytes, arrival_s: float) -> None:
                 if writer is not None and analyzer is not None:
-                    writer.write(topic, msgtype, clock["ns"], data)
+                    writer.write(topic, msgtype, clock["ns"], data, session.offered_qos(topic))
                     analyzer.on_output(topic, msgtype, data, arrival_s)
 
             params_file = str(options.params_file) if options.params_file is not None else None

@@ -23,6 +23,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosgraph_msgs.msg import Clock
 
 from depth_ft_ros.core.config import NodeConfig
@@ -38,6 +39,19 @@ _RECORD_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 _INPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # matches reliable and best-effort subs
 _STATIC_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def _bag_time(duration: Any) -> QosTime:
+    sec, nsec = divmod(int(duration.nanoseconds), 1_000_000_000)
+    return QosTime(sec, nsec)
+
+
+def bag_qos(profile: QoSProfile) -> Qos:
+    """An rclpy QoSProfile as rosbag2 stores it (the policy enums share rmw's values)."""
+    return Qos(QosHistory(int(profile.history)), profile.depth, QosReliability(int(profile.reliability)),
+               QosDurability(int(profile.durability)), _bag_time(profile.deadline), _bag_time(profile.lifespan),
+               QosLiveliness(int(profile.liveliness)), _bag_time(profile.liveliness_lease_duration),
+               profile.avoid_ros_namespace_conventions)
 
 
 class ReplayError(DepthFtError):
@@ -88,6 +102,12 @@ class ReplaySession:
         self.output_topics: dict[str, str] = {}  # full name -> msgtype
 
     # -- start / stop --------------------------------------------------------------------------------------
+
+    def offered_qos(self, topic: str) -> list[Qos]:
+        """The profiles the node's publishers of `topic` offer, in rosbag2's metadata form."""
+        if self.node is None:
+            return []
+        return [bag_qos(pub.qos_profile) for pub in self.node.publishers if pub.topic_name == topic]
 
     @property
     def config(self) -> NodeConfig:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from depth_ft_ros.bag import demo_scene, messages
-from depth_ft_ros.bag.rosbag_io import STORAGES, BagError, BagWriter
+from depth_ft_ros.bag.rosbag_io import STORAGES, BagError, BagWriter, keep_last_qos
 from depth_ft_ros.bag.transforms import lookup_static
 from depth_ft_ros.core.errors import InputError
 from depth_ft_ros.core.pose import matrix_to_pose
@@ -28,6 +28,10 @@ TOPIC_INFO = "/camera/camera_info"
 TOPIC_GT = "/camera/depth_gt"
 TOPIC_LIDAR = "/lidar/points"
 TOPIC_TF_STATIC = "/tf_static"
+# What the publishers on a robot offer: a static transform broadcaster (latched), camera drivers (reliable,
+# REP 2003) and a LiDAR driver with SensorDataQoS (best effort, keep last 5), as many LiDAR drivers do.
+TF_STATIC_QOS = keep_last_qos(1, transient_local=True)
+LIDAR_QOS = keep_last_qos(5, reliable=False)
 EXTRINSICS_KEY = "depth_ft_ros.static_extrinsics"
 
 
@@ -73,7 +77,7 @@ def write_demo_bag(out: Path, frames: int = 30, storage: str = "mcap", seed: int
     try:
         writer.set_custom_data(EXTRINSICS_KEY, json.dumps(extrinsics))
         writer.write(TOPIC_TF_STATIC, messages.TF_MESSAGE, START_STAMP_NS,
-                     messages.serialize(messages.tf_message(rig, START_STAMP_NS)), transient_local=True)
+                     messages.serialize(messages.tf_message(rig, START_STAMP_NS)), [TF_STATIC_QOS])
         for k, crop in enumerate(windows):
             stamp_ns = START_STAMP_NS + k * period_ns
             frame = demo_scene.render_frame(source, crop, width, height)
@@ -85,7 +89,7 @@ def write_demo_bag(out: Path, frames: int = 30, storage: str = "mcap", seed: int
             lidar_stamp_ns = stamp_ns + LIDAR_DELAY_NS
             cloud = messages.pointcloud_xyz(demo_scene.lidar_points(source, t_camera_lidar, rng), lidar_stamp_ns,
                                             demo_scene.LIDAR_FRAME)
-            writer.write(TOPIC_LIDAR, messages.POINTCLOUD2, lidar_stamp_ns, messages.serialize(cloud))
+            writer.write(TOPIC_LIDAR, messages.POINTCLOUD2, lidar_stamp_ns, messages.serialize(cloud), [LIDAR_QOS])
     finally:
         writer.close()
     return {"path": str(out), "frames": frames, "size": f"{width}x{height}", "storage": storage,
