@@ -49,6 +49,8 @@ class PinholeCamera:
     binning_x: int = 0
     binning_y: int = 0
     roi: tuple[int, int, int, int, bool] = (0, 0, 0, 0, False)
+    # Rectification rotation (raw optical frame -> rectified frame); identity for a monocular camera.
+    r: np.ndarray = field(default_factory=lambda: np.eye(3))
     # Per-instance cache of derived arrays (pixel rays); not part of the constructor.
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -58,6 +60,9 @@ class PinholeCamera:
         set_(self, "height", int(self.height))
         set_(self, "k", _as_matrix(self.k, (3, 3), "k"))
         set_(self, "p", _as_matrix(self.p, (3, 4), "p"))
+        r = np.asarray(self.r, dtype=np.float64)
+        # Drivers that never rectify often leave CameraInfo.r all zeros: that means no rotation.
+        set_(self, "r", _as_matrix(np.eye(3) if r.size == 9 and not np.any(r) else r, (3, 3), "r"))
         d = np.asarray(self.d if self.d is not None else [], dtype=np.float64).ravel().copy()
         d.setflags(write=False)
         set_(self, "d", d)
@@ -85,9 +90,11 @@ class PinholeCamera:
             raise InputError(f"camera size must be positive, got {self.width}x{self.height}")
         if self.binning_x < 0 or self.binning_y < 0:
             raise InputError(f"camera binning must be >= 0, got {self.binning_x}x{self.binning_y}")
-        for name, arr in (("k", self.k), ("p", self.p), ("d", self.d)):
+        for name, arr in (("k", self.k), ("p", self.p), ("d", self.d), ("r", self.r)):
             if not np.all(np.isfinite(arr)):
                 raise InputError(f"camera {name} has non-finite values: {arr.ravel().tolist()}")
+        if not np.allclose(self.r @ self.r.T, np.eye(3), atol=1e-3) or np.linalg.det(self.r) < 0:
+            raise InputError(f"camera r is not a rotation matrix: {self.r.ravel().tolist()}")
         if self.p[0, 0] <= 0 or self.p[1, 1] <= 0 or self.k[1, 1] <= 0:
             raise InputError(f"camera focal lengths must be positive (k={self.k.ravel().tolist()})")
         if self.distortion_model not in DISTORTION_MODELS and np.any(self.d != 0):
