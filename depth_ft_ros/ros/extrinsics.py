@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.time import Time
 
@@ -42,15 +43,30 @@ class Extrinsics:
         self._static = pose_to_matrix(translation_m, rotation_xyzw)
 
     def lookup(self, source_frame: str, camera_frame: str) -> np.ndarray | None:
-        """T_camera_source, or None when tf2 has no transform yet. Same frame: identity, no lookup."""
+        """T_camera_source (latest), or None when tf2 has no transform yet."""
+        return self.lookup_at(source_frame, camera_frame)[0]
+
+    def lookup_at(self, source_frame: str, camera_frame: str, *, source_stamp_ns: int = 0, image_stamp_ns: int = 0,
+                  fixed_frame: str = "", timeout_s: float = 0.0) -> tuple[np.ndarray | None, str]:
+        """(T_camera_source, "") or (None, tf2's own error text). Same frame: identity, no lookup.
+
+        With `fixed_frame` (e.g. odom), the points are moved from their frame at their own stamp to the camera at
+        the image's stamp through it (tf2's lookup_transform_full; core.pose.transform_in_time is the same
+        composition); otherwise the latest transform, right for the static extrinsics of nearly every robot.
+        `timeout_s` bounds the wait for a transform that has not arrived yet.
+        """
         if not source_frame or source_frame == camera_frame:
-            return np.eye(4)
+            return np.eye(4), ""
         if self._buffer is None:
-            return self._static
+            return self._static, ""
+        timeout = Duration(seconds=timeout_s)
         try:
-            # Latest available: LiDAR-camera extrinsics are static on nearly every robot.
-            tf = self._buffer.lookup_transform(camera_frame, source_frame, Time())
-        except Exception:  # tf2 raises several lookup exception types; all mean "not available"
-            return None
+            if fixed_frame:
+                tf = self._buffer.lookup_transform_full(camera_frame, Time(nanoseconds=image_stamp_ns), source_frame,
+                                                        Time(nanoseconds=source_stamp_ns), fixed_frame, timeout)
+            else:
+                tf = self._buffer.lookup_transform(camera_frame, source_frame, Time(), timeout)
+        except Exception as exc:  # LookupException, ExtrapolationException, ConnectivityException, ...
+            return None, f"{type(exc).__name__}: {exc}"
         t, q = tf.transform.translation, tf.transform.rotation
-        return pose_to_matrix([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
+        return pose_to_matrix([t.x, t.y, t.z], [q.x, q.y, q.z, q.w]), ""
