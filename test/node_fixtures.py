@@ -123,6 +123,18 @@ def restamp(msg: Any, stamp_ns: int) -> None:
 
 # -- the node in a test graph (conftest.RosGraph) ---------------------------------------------------------------
 
+def _rosout_qos() -> Any:
+    """rcl's /rosout publisher QoS (reliable, transient local, depth 1000): a late subscriber gets the history."""
+    try:
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    except ImportError:  # no rclpy: the ROS tests are skipped anyway
+        return 10
+    return QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+ROSOUT_QOS = _rosout_qos()
+
+
 def node_params(**overrides: Any) -> dict[str, Any]:
     from predictor_fixtures import tiny_model  # torch: only where a node runs
 
@@ -145,13 +157,15 @@ def node_params(**overrides: Any) -> dict[str, Any]:
     return params
 
 
-def start_node(ros_graph: Any, **overrides: Any) -> Any:
+def start_node(ros_graph: Any, node_name: str = "depth_ft_node", **overrides: Any) -> Any:
+    """A configured, active DepthFtNode. Tests that read its /rosout give it a name of their own: rcl keeps one
+    /rosout publisher per logger name, and a node destroyed earlier under the same name can leave it silent."""
     from rclpy.parameter import Parameter
 
     from depth_ft_ros.ros.node import DepthFtNode
 
     params = node_params(**overrides)
-    node = DepthFtNode(context=ros_graph.context,
+    node = DepthFtNode(node_name, context=ros_graph.context,
                        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     ros_graph.add_node(node)
     node.trigger_configure()
@@ -177,7 +191,7 @@ class Probe:
             ("depth", Image), ("depth/camera_info", CameraInfo), ("depth/relative", Image), ("normals", Image),
             ("points", PointCloud2)]}
         self.diagnostics = ros_graph.collect(node, DiagnosticArray, "/diagnostics")
-        self.rosout = ros_graph.collect(node, Log, "/rosout")  # what the node logs, as rqt_console sees it
+        self.rosout = ros_graph.collect(node, Log, "/rosout", ROSOUT_QOS)  # the node's log, as rqt_console sees it
         assert ros_graph.wait_for(lambda: all(p.get_subscription_count() > 0
                                               for p in (self.image, self.info, self.points)), 10.0)
         assert ros_graph.wait_for(lambda: node.count_publishers("depth") > 0, 10.0)
@@ -200,9 +214,10 @@ class Probe:
         assert self.graph.wait_for(arrived, timeout_s), f"no {topic} for stamp {stamp_ns}"
         return found[0]
 
-    def logs(self, level: int, node_name: str = "depth_ft_node") -> list[str]:
-        """Messages the node logged on /rosout at `level` (rcl_interfaces/Log: 30 WARN, 40 ERROR)."""
-        return [m.msg for m in list(self.rosout) if m.level == level and m.name == node_name]
+    def logs(self, level: int) -> list[str]:
+        """Messages nodes logged on /rosout at `level` (rcl_interfaces/Log: 30 WARN, 40 ERROR), the probe's
+        own excepted."""
+        return [m.msg for m in list(self.rosout) if m.level == level and m.name != "probe"]
 
     def diagnostic_status(self) -> tuple[int, str, dict[str, str]]:
         """(level, message, values) of the newest /diagnostics status (level -1 before the first)."""

@@ -170,6 +170,10 @@ class DepthFtNode(LifecycleNode):
             self.get_logger().warning(f"worker still busy after {self.worker_join_timeout_s:g} s; it stops after "
                                       "its current frame")
 
+    def destroy_node(self) -> None:
+        self._stop_worker()  # its thread would otherwise outlive the node
+        super().destroy_node()
+
     def _release(self) -> None:
         for sub in self._subs:
             self.destroy_subscription(sub)
@@ -205,7 +209,7 @@ class DepthFtNode(LifecycleNode):
         try:
             camera: PinholeCamera | InputError = self._info_cache.camera(msg)
         except InputError as exc:
-            self._report.bad_input("bad_camera_info", f"camera_info refused: {exc}")
+            self._report.bad_input("bad_camera_info", f"camera_info refused: {exc}", throttle_key=str(exc))
             camera = exc
         self._infos.add(stamp_to_ns(msg.header.stamp), camera)
 

@@ -37,9 +37,11 @@ class Reporter:
             self._last_log_s[key] = now_s
             return True
 
-    def bad_input(self, kind: str, message: str, throttle_s: float = WARN_THROTTLE_S) -> None:
+    def bad_input(self, kind: str, message: str, throttle_s: float = WARN_THROTTLE_S,
+                  throttle_key: str = "") -> None:
+        """throttle_key: faults of one kind that differ (two wrong D lengths) each get their warning."""
         self._stats.warn(kind, message)
-        if self._due(kind, throttle_s):
+        if self._due(f"{kind}:{throttle_key}", throttle_s):
             self._logger.warning(message)
 
     def note(self, key: str, message: str, throttle_s: float = NOTE_THROTTLE_S) -> None:
