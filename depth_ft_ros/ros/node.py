@@ -19,7 +19,6 @@ import traceback
 from collections import deque
 from typing import Any
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -28,17 +27,15 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.errors import ConfigError, DepthFtError, InputError
-from depth_ft_ros.core.frame_sync import LatestSlot, StampBuffer
-from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, FrameResult, Outputs, camera_for_image
-from depth_ft_ros.core.sparse import DROP_REASONS, transform_points
+from depth_ft_ros.core.frame_sync import LatestSlot
+from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, Outputs
 from depth_ft_ros.core.stats import NodeStats
 from depth_ft_ros.ros import convert
-from depth_ft_ros.ros.camera_info import CameraInfoCache
 from depth_ft_ros.ros.diagnostics import build_diagnostics
 from depth_ft_ros.ros.extrinsics import Extrinsics
+from depth_ft_ros.ros.frame_inputs import FrameInputs, stamp_to_ns
 from depth_ft_ros.ros.middleware import describe_middleware, prefer_async_publication
 from depth_ft_ros.ros.params import (
     CONFIG_PARAMETERS,
@@ -52,10 +49,6 @@ from depth_ft_ros.ros.reporting import Reporter
 from depth_ft_ros.ros.worker import FrameWorker
 
 ImageItem = tuple[Any, float]  # (Image or CompressedImage, arrival monotonic s)
-
-
-def stamp_to_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 class DepthFtNode(LifecycleNode):
@@ -72,11 +65,7 @@ class DepthFtNode(LifecycleNode):
         self._pubs: FramePublishers | None = None
         self._subs: list[Any] = []
         self._extrinsics: Extrinsics | None = None
-        # camera_info is converted and checked on arrival: a refused one is stored as its InputError, so the
-        # frame it pairs with is dropped as bad input rather than as "no camera_info".
-        self._infos: StampBuffer[PinholeCamera | InputError] = StampBuffer(maxlen=30)
-        self._info_cache = CameraInfoCache()
-        self._sparse: StampBuffer[Any] = StampBuffer(maxlen=10)
+        self._inputs = FrameInputs(self.stats, self._report)  # camera_info and sparse points, by stamp
         self._worker: FrameWorker[ImageItem] | None = None
         self.worker_join_timeout_s = 30.0  # how long deactivate and a re-activation wait for a busy worker
         # Parameter hand-over: the callback puts (generation, config); the worker applies it between frames.
@@ -90,8 +79,6 @@ class DepthFtNode(LifecycleNode):
         self._last_stamp_ns: int | None = None
         self._work_start_s = 0.0
         self._stage = "image"  # the input being converted when an InputError is raised
-        self._scaled_camera: tuple[tuple[int, int, int], PinholeCamera] | None = None
-        self._bridge: Any = None  # a cv_bridge.CvBridge on robots (use_cv_bridge), else None
         self._middleware = describe_middleware()  # the environment the participant was created with
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -123,13 +110,13 @@ class DepthFtNode(LifecycleNode):
                                                        image_qos))
         else:
             self._subs.append(self.create_subscription(Image, "image", self._on_image, image_qos))
-        self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos))
+        self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._inputs.on_camera_info, qos))
         if cfg.sparse_input == "points":
-            self._subs.append(self.create_subscription(PointCloud2, "sparse_points", self._on_sparse, qos))
+            self._subs.append(self.create_subscription(PointCloud2, "sparse_points", self._inputs.on_sparse, qos))
         elif cfg.sparse_input == "depth":
-            self._subs.append(self.create_subscription(Image, "sparse_depth", self._on_sparse, qos))
+            self._subs.append(self.create_subscription(Image, "sparse_depth", self._inputs.on_sparse, qos))
         self._extrinsics = Extrinsics(self, cfg.use_tf, cfg.static_translation, cfg.static_rotation)
-        self._bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
+        self._inputs.bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -190,8 +177,7 @@ class DepthFtNode(LifecycleNode):
             else:
                 self.pipeline.close()  # frees GPU memory
             self.pipeline = None
-        self._infos.clear()
-        self._sparse.clear()
+        self._inputs.clear()
 
     # -- callbacks: store and return -----------------------------------------------------------------------
 
@@ -204,17 +190,6 @@ class DepthFtNode(LifecycleNode):
             return
         if worker.put((msg, arrival_s)):
             self.stats.drop("superseded")  # a newer frame arrived before the worker was free
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        try:
-            camera: PinholeCamera | InputError = self._info_cache.camera(msg)
-        except InputError as exc:
-            self._report.bad_input("bad_camera_info", f"camera_info refused: {exc}", throttle_key=str(exc))
-            camera = exc
-        self._infos.add(stamp_to_ns(msg.header.stamp), camera)
-
-    def _on_sparse(self, msg: Any) -> None:
-        self._sparse.add(stamp_to_ns(msg.header.stamp), msg)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         """Validate (once) and hand over; the worker applies the new config between two frames."""
@@ -304,35 +279,35 @@ class DepthFtNode(LifecycleNode):
         self._check_stamp(cfg, stamp_ns)
 
         t0 = time.perf_counter()
-        rgb = self._to_rgb(msg)
+        rgb = self._inputs.to_rgb(msg)
         t1 = time.perf_counter()
-        tolerance_ns = int(cfg.sync_tolerance * 1e9)
-        info = self._infos.wait_nearest(stamp_ns, tolerance_ns, cfg.sync_wait)
+        paired = self._inputs.paired_camera(cfg, stamp_ns)
         t2 = time.perf_counter()
-        if info is None:
+        if paired is None:
             self.stats.drop("no_camera_info")
             self._report.bad_input("no_camera_info", f"no camera_info within {cfg.sync_tolerance} s of the image "
                                    "stamp: frame dropped")
             return
-        if isinstance(info, InputError):  # counted and warned about when it arrived
+        info_frame_id, info_camera = paired
+        if isinstance(info_camera, InputError):  # counted and warned about when it arrived
             self.stats.drop("bad_input")
             return
         self._stage = "camera_info"
-        camera = self._camera_for(info, rgb.shape[1], rgb.shape[0])
-        camera_frame = msg.header.frame_id or info.header.frame_id
+        camera = self._inputs.camera_for(info_camera, rgb.shape[1], rgb.shape[0])
+        camera_frame = msg.header.frame_id or info_frame_id
 
         frame = FrameInput(rgb=rgb, camera=camera, stamp_ns=stamp_ns)
         t3 = time.perf_counter()
         sparse_wait_s = 0.0
         if cfg.sparse_input != "none" and cfg.alignment != "off":
-            sparse_wait_s = self._attach_sparse(cfg, frame, stamp_ns, camera_frame)
+            sparse_wait_s = self._inputs.attach_sparse(cfg, frame, camera_frame, self._extrinsics)
         t4 = time.perf_counter()
 
         self._stage = "frame"
         result = pipeline.process(frame, Outputs(normals=pubs.wants_normals(), cloud=pubs.wants_cloud()))
         t5 = time.perf_counter()
         pubs.publish(msg.header, result)
-        self._count_sparse_points(cfg, result)
+        self._inputs.count_dropped_points(cfg, result)
         result.timings_ms.update({
             "convert_image": (t1 - t0 + t3 - t2) * 1e3,  # image + camera_info
             "convert_points": (t4 - t3 - sparse_wait_s) * 1e3,  # decode, transform into the camera frame
@@ -356,77 +331,11 @@ class DepthFtNode(LifecycleNode):
         self.stats.frame_out(arrival_s, (done_s - arrival_s) * 1e3, (done_s - self._work_start_s) * 1e3,
                              result.timings_ms)
 
-    def _to_rgb(self, msg: Image | CompressedImage) -> np.ndarray:
-        """cv_bridge when configured and available; the numpy path otherwise, and for what cv_bridge refuses
-        (e.g. 8UC3): a message is bad only when neither can read it."""
-        to_rgb = convert.compressed_to_rgb if isinstance(msg, CompressedImage) else convert.image_to_rgb
-        if self._bridge is not None:
-            try:
-                return to_rgb(msg, bridge=self._bridge)
-            except InputError:
-                pass
-        return to_rgb(msg)
-
-    def _camera_for(self, camera: PinholeCamera, width: int, height: int) -> PinholeCamera:
-        """The camera of this frame, scaled to the image; the same object while camera_info and the image size
-        do not change, so its per-pixel rays (cached on the camera) are computed once, not per frame."""
-        key = (id(camera), width, height)
-        if self._scaled_camera is None or self._scaled_camera[0] != key:
-            self._scaled_camera = (key, camera_for_image(camera, width, height))
-        return self._scaled_camera[1]
-
-    def _count_sparse_points(self, cfg: NodeConfig, result: FrameResult) -> None:
-        """Count this frame's dropped sparse points by reason; non-finite ones are bad input, the others (out
-        of the camera's view, see-through) are expected with a LiDAR and only noted, rarely."""
-        dropped = result.alignment.dropped_points
-        if not dropped:
-            return
-        used = result.alignment.points_used
-        total = used + sum(dropped.values())
-        self.stats.sparse_points(total, used, dropped)
-        topic = "sparse_points" if cfg.sparse_input == "points" else "sparse_depth"
-        for reason, count in dropped.items():
-            if not count:
-                continue
-            text = f"{topic}: {count} of {total} points dropped: {DROP_REASONS.get(reason, reason)}"
-            if reason == "non_finite":
-                self._report.bad_input(f"bad_{topic}.non_finite", text)
-            else:
-                self._report.note(f"{topic}.{reason}", text + " (counted in /diagnostics)")
-
-    def _attach_sparse(self, cfg: NodeConfig, frame: FrameInput, stamp_ns: int, camera_frame: str) -> float:
-        """Pair the frame with its sparse points, in the camera frame; returns the seconds spent waiting.
-
-        Bad sparse input is warned about and counted; the frame goes on without metric points (it still gets
-        depth/relative and normals, and a held fit)."""
-        t0 = time.perf_counter()
-        msg = self._sparse.wait_nearest(stamp_ns, int(cfg.sync_tolerance * 1e9), cfg.sync_wait)
-        waited_s = time.perf_counter() - t0
-        if msg is None:
-            self.stats.warn("no_sparse_points", "no sparse points within sync_tolerance")
-            return waited_s
-        try:
-            if cfg.sparse_input == "depth":
-                frame.sparse_depth_m = convert.depth_image_to_metres(msg)
-                return waited_s
-            xyz = convert.pointcloud2_to_xyz(msg)
-            assert self._extrinsics is not None
-            transform = self._extrinsics.lookup(msg.header.frame_id, camera_frame)
-            if transform is None:
-                self._report.bad_input("no_transform", f"no transform {msg.header.frame_id} -> {camera_frame} "
-                                       "yet: frame has no metric points")
-                return waited_s
-            frame.points_cam_m = transform_points(xyz, transform)
-        except InputError as exc:
-            self._report.bad_input(f"bad_sparse_{cfg.sparse_input}", f"{exc} (frame processed without metric "
-                                   "points)")
-        return waited_s
-
     # -- reporting -----------------------------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
         extra = {"extrinsics": self._extrinsics.source if self._extrinsics else "",
-                 "image_conversion": "cv_bridge" if self._bridge is not None else "numpy",
+                 "image_conversion": "cv_bridge" if self._inputs.bridge is not None else "numpy",
                  "middleware": self._middleware, "config_generation": str(self._applied[0]),
                  **self.last_alignment}
         if self.pipeline is not None:
