@@ -224,10 +224,13 @@ class DepthFtNode(LifecycleNode):
         if pending is None:
             return
         cfg = pending[1]
-        if self.pipeline is not None:
-            self.pipeline.update_config(cfg)
-        if self._extrinsics is not None:
-            self._extrinsics.update_static(cfg.static_translation, cfg.static_rotation)
+        try:
+            if self.pipeline is not None:
+                self.pipeline.update_config(cfg)
+            if self._extrinsics is not None:
+                self._extrinsics.update_static(cfg.static_translation, cfg.static_rotation)
+        except Exception as exc:  # the worker must survive it; the values were validated, so this is a bug
+            self._report.internal_error(exc, f"applying parameter change {pending[0]}")
         self.config = cfg
         self._applied = pending
 
