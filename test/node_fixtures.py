@@ -16,6 +16,7 @@ from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.evaluation.lidar_sim import lidar_scan_in_lidar_frame, make_T_camera_lidar
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
 
+T0_NS = 1_700_000_000_000_000_000  # input stamps of the node tests (2023: behind any machine's clock)
 CAMERA_FRAME = "camera_optical_frame"
 LIDAR_FRAME = "lidar"
 WIDTH, HEIGHT = 160, 108  # the 741x500 frame scaled by ~0.216 (same aspect ratio)
@@ -114,3 +115,114 @@ def cloud_fields(msg: Any) -> dict[str, np.ndarray]:
 
 def stamp_ns_of(msg: Any) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def restamp(msg: Any, stamp_ns: int) -> None:
+    stamp(msg.header, stamp_ns, msg.header.frame_id)
+
+
+# -- the node in a test graph (conftest.RosGraph) ---------------------------------------------------------------
+
+def _rosout_qos() -> Any:
+    """rcl's /rosout publisher QoS (reliable, transient local, depth 1000): a late subscriber gets the history."""
+    try:
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    except ImportError:  # no rclpy: the ROS tests are skipped anyway
+        return 10
+    return QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+ROSOUT_QOS = _rosout_qos()
+
+
+def node_params(**overrides: Any) -> dict[str, Any]:
+    from predictor_fixtures import tiny_model  # torch: only where a node runs
+
+    params: dict[str, Any] = {
+        "depth_model": str(tiny_model("e2e-ft-depth")),
+        "normals_model": str(tiny_model("e2e-ft-normals")),
+        "device": "cpu",
+        "processing_resolution": 0,
+        # Random weights predict no depth: scale + local alignment makes the metric map from the LiDAR alone.
+        "alignment": "local",
+        "alignment_fit": "scale",
+        "min_depth": 0.1,
+        "max_depth": 20.0,
+        "use_tf": False,
+        "sync_wait": 1.0,
+        "diagnostics_period": 0.2,
+        **scene().static_params,
+    }
+    params.update(overrides)
+    return params
+
+
+def start_node(ros_graph: Any, node_name: str = "depth_ft_node", **overrides: Any) -> Any:
+    """A configured, active DepthFtNode. Tests that read its /rosout give it a name of their own: rcl keeps one
+    /rosout publisher per logger name, and a node destroyed earlier under the same name can leave it silent."""
+    from rclpy.parameter import Parameter
+
+    from depth_ft_ros.ros.node import DepthFtNode
+
+    params = node_params(**overrides)
+    node = DepthFtNode(node_name, context=ros_graph.context,
+                       parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    ros_graph.add_node(node)
+    node.trigger_configure()
+    assert node.pipeline is not None
+    node.trigger_activate()
+    return node
+
+
+class Probe:
+    """Publishes the camera + LiDAR inputs and collects every output of the node."""
+
+    def __init__(self, ros_graph: Any) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rcl_interfaces.msg import Log
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        self.graph = ros_graph
+        node = ros_graph.node("probe")
+        self.image = node.create_publisher(Image, "image", 10)
+        self.info = node.create_publisher(CameraInfo, "camera_info", 10)
+        self.points = node.create_publisher(PointCloud2, "sparse_points", 10)
+        self.out = {topic: ros_graph.collect(node, msg_type, topic) for topic, msg_type in [
+            ("depth", Image), ("depth/camera_info", CameraInfo), ("depth/relative", Image), ("normals", Image),
+            ("points", PointCloud2)]}
+        self.diagnostics = ros_graph.collect(node, DiagnosticArray, "/diagnostics")
+        self.rosout = ros_graph.collect(node, Log, "/rosout", ROSOUT_QOS)  # the node's log, as rqt_console sees it
+        assert ros_graph.wait_for(lambda: all(p.get_subscription_count() > 0
+                                              for p in (self.image, self.info, self.points)), 10.0)
+        assert ros_graph.wait_for(lambda: node.count_publishers("depth") > 0, 10.0)
+
+    def send(self, stamp_ns: int, image: Any = None, info: Any = None, points: Any = None,
+             with_points: bool = True) -> None:
+        s = scene()
+        self.info.publish(info if info is not None else camera_info_msg(s.camera, stamp_ns))
+        if with_points:
+            self.points.publish(points if points is not None else cloud_msg(s.lidar_points, stamp_ns))
+        self.image.publish(image if image is not None else image_msg(s.rgb, stamp_ns))
+
+    def wait_output(self, topic: str, stamp_ns: int, timeout_s: float = 30.0) -> Any:
+        found: list[Any] = []
+
+        def arrived() -> bool:
+            found[:] = [m for m in self.out[topic] if stamp_ns_of(m) == stamp_ns]
+            return bool(found)
+
+        assert self.graph.wait_for(arrived, timeout_s), f"no {topic} for stamp {stamp_ns}"
+        return found[0]
+
+    def logs(self, level: int) -> list[str]:
+        """Messages nodes logged on /rosout at `level` (rcl_interfaces/Log: 30 WARN, 40 ERROR), the probe's
+        own excepted."""
+        return [m.msg for m in list(self.rosout) if m.level == level and m.name != "probe"]
+
+    def diagnostic_status(self) -> tuple[int, str, dict[str, str]]:
+        """(level, message, values) of the newest /diagnostics status (level -1 before the first)."""
+        if not self.diagnostics:
+            return -1, "", {}
+        status = self.diagnostics[-1].status[0]
+        return int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level), \
+            status.message, {kv.key: kv.value for kv in status.values}

@@ -36,10 +36,10 @@ def test_stamp_buffer_pairs_nearest_within_tolerance() -> None:
     buffer: StampBuffer[str] = StampBuffer(maxlen=3)
     for stamp_ns, item in [(100, "a"), (200, "b"), (300, "c"), (400, "d")]:
         buffer.add(stamp_ns, item)
-    assert buffer.nearest(290, tolerance_ns=20) == "c"
-    assert buffer.nearest(250, tolerance_ns=10) is None
-    assert buffer.nearest(100, tolerance_ns=10) is None  # evicted: maxlen 3
-    assert buffer.latest() == "d"
+    assert buffer.wait_nearest(290, tolerance_ns=20, timeout_s=0.0) == "c"
+    assert buffer.wait_nearest(250, tolerance_ns=10, timeout_s=0.0) is None
+    assert buffer.wait_nearest(100, tolerance_ns=10, timeout_s=0.0) is None  # evicted: maxlen 3
+    assert buffer.wait_nearest(350, tolerance_ns=50, timeout_s=0.0) == "d"  # a tie: the newer wins
 
 
 def test_stamp_buffer_waits_for_late_message() -> None:

@@ -12,93 +12,22 @@ import numpy as np
 import pytest
 from node_fixtures import (
     CAMERA_FRAME,
+    T0_NS,
+    Probe,
     camera_info_msg,
     cloud_fields,
     cloud_msg,
     image_msg,
     image_to_numpy,
+    node_params,
+    restamp,
     scene,
     stamp_ns_of,
+    start_node,
 )
-from predictor_fixtures import tiny_model
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
-T0_NS = 1_700_000_000_000_000_000
-
-
-def node_params(**overrides: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "depth_model": str(tiny_model("e2e-ft-depth")),
-        "normals_model": str(tiny_model("e2e-ft-normals")),
-        "device": "cpu",
-        "processing_resolution": 0,
-        # Random weights predict no depth: scale + local alignment makes the metric map from the LiDAR alone.
-        "alignment": "local",
-        "alignment_fit": "scale",
-        "min_depth": 0.1,
-        "max_depth": 20.0,
-        "use_tf": False,
-        "sync_wait": 1.0,
-        "diagnostics_period": 0.2,
-        **scene().static_params,
-    }
-    params.update(overrides)
-    return params
-
-
-def start_node(ros_graph: Any, **overrides: Any) -> Any:
-    from rclpy.parameter import Parameter
-
-    from depth_ft_ros.ros.node import DepthFtNode
-
-    params = node_params(**overrides)
-    node = DepthFtNode(context=ros_graph.context,
-                       parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-    ros_graph.add_node(node)
-    node.trigger_configure()
-    assert node.pipeline is not None
-    node.trigger_activate()
-    return node
-
-
-class Probe:
-    """Publishes the camera + LiDAR inputs and collects every output of the node."""
-
-    def __init__(self, ros_graph: Any) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-
-        self.graph = ros_graph
-        node = ros_graph.node("probe")
-        self.image = node.create_publisher(Image, "image", 10)
-        self.info = node.create_publisher(CameraInfo, "camera_info", 10)
-        self.points = node.create_publisher(PointCloud2, "sparse_points", 10)
-        self.out = {topic: ros_graph.collect(node, msg_type, topic) for topic, msg_type in [
-            ("depth", Image), ("depth/camera_info", CameraInfo), ("depth/relative", Image), ("normals", Image),
-            ("points", PointCloud2)]}
-        self.diagnostics = ros_graph.collect(node, DiagnosticArray, "/diagnostics")
-        assert ros_graph.wait_for(lambda: all(p.get_subscription_count() > 0
-                                              for p in (self.image, self.info, self.points)), 10.0)
-        assert ros_graph.wait_for(lambda: node.count_publishers("depth") > 0, 10.0)
-
-    def send(self, stamp_ns: int, image: Any = None, info: Any = None, points: Any = None,
-             with_points: bool = True) -> None:
-        s = scene()
-        self.info.publish(info if info is not None else camera_info_msg(s.camera, stamp_ns))
-        if with_points:
-            self.points.publish(points if points is not None else cloud_msg(s.lidar_points, stamp_ns))
-        self.image.publish(image if image is not None else image_msg(s.rgb, stamp_ns))
-
-    def wait_output(self, topic: str, stamp_ns: int, timeout_s: float = 30.0) -> Any:
-        found: list[Any] = []
-
-        def arrived() -> bool:
-            found[:] = [m for m in self.out[topic] if stamp_ns_of(m) == stamp_ns]
-            return bool(found)
-
-        assert self.graph.wait_for(arrived, timeout_s), f"no {topic} for stamp {stamp_ns}"
-        return found[0]
 
 
 def test_outputs_follow_rep118_and_align_to_lidar(ros_graph: Any) -> None:
@@ -224,7 +153,7 @@ def test_bad_input_is_counted_and_the_next_good_frame_is_processed(ros_graph: An
         stamp_ns += 100_000_000
         before = node.stats.warnings[kind]
         for part in parts.values():
-            stamp(part, stamp_ns)
+            restamp(part, stamp_ns)
         probe.send(stamp_ns, **parts)
         assert ros_graph.wait_for(lambda k=kind, b=before: node.stats.warnings[k] > b, 10.0), label
         stamp_ns += 100_000_000
@@ -242,11 +171,6 @@ def test_bad_input_is_counted_and_the_next_good_frame_is_processed(ros_graph: An
     probe.wait_output("depth", stamp_ns)
     assert node.stats.warnings["stamp_backwards"] == 1
     assert node._worker is not None and node._worker.is_alive()
-
-
-def stamp(msg: Any, stamp_ns: int) -> None:
-    msg.header.stamp.sec = stamp_ns // 1_000_000_000
-    msg.header.stamp.nanosec = stamp_ns % 1_000_000_000
 
 
 def rss_mb() -> float:
@@ -392,7 +316,9 @@ def test_parameter_changes_at_run_time_take_effect_or_wait_for_configure(ros_gra
     set_ok("use_sim_time", True)  # rclpy's own parameter: accepted, not ours to check
     set_ok("hold_seconds", 3.0)
     set_ok("alignment", "global")
-    assert node.pipeline.filter.hold_seconds == 3.0 and node.pipeline.config.alignment == "global"
+    # Applied by the worker between frames (it is idle: within its 0.1 s poll).
+    assert ros_graph.wait_for(lambda: node.pipeline.filter.hold_seconds == 3.0
+                              and node.pipeline.config.alignment == "global", 2.0)
     set_ok("sparse_input", "depth")  # chooses subscriptions: waits for the next configure
     assert node.config.sparse_input == "points" and node._declared.sparse_input == "depth"
     set_ok("diagnostics_period", 0.5)
@@ -400,4 +326,4 @@ def test_parameter_changes_at_run_time_take_effect_or_wait_for_configure(ros_gra
     # The node keeps working with the subscriptions it was configured with.
     probe.send(T0_NS)
     probe.wait_output("depth", T0_NS)
-    assert node.last_alignment["alignment.method"] == "global"
+    assert ros_graph.wait_for(lambda: node.last_alignment.get("alignment.method") == "global", 5.0)

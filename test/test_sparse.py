@@ -37,11 +37,14 @@ def test_drop_reasons_are_counted() -> None:
         [0.0, 0.0, 0.0],  # on the camera plane: behind
         [10.0, 0.0, 1.0],  # far right: outside
         [0.2, 0.1, 4.0],
+        [0.0, 0.01, 0.05],  # in front, nearer than min_depth 0.1: out of range
+        [0.0, 0.1, 30.0],  # in front, beyond max_depth 20: out of range
     ])
-    sp = project_sparse_points(pts, CAM, filter_see_through=False)
-    assert sp.dropped == {"non_finite": 1, "behind_camera": 2, "outside_image": 1, "duplicate_pixel": 1,
-                            "see_through": 0}
-    assert sp.n_input == 7 and sp.n == 2
+    sp = project_sparse_points(pts, CAM, filter_see_through=False, min_depth_m=0.1, max_depth_m=20.0)
+    assert sp.dropped == {"non_finite": 1, "behind_camera": 2, "out_of_range": 2, "outside_image": 1,
+                          "duplicate_pixel": 1, "see_through": 0}
+    assert sp.n_input == 9 and sp.n == 2
+    assert sp.n + sum(sp.dropped.values()) == sp.n_input  # every input point is used or counted
     # the nearer of the two points on one pixel is kept; pixel = floor(u + 0.5)
     kept = dict(zip(map(tuple, sp.uv.tolist()), sp.z_m.tolist(), strict=True))
     assert kept[(50, 40)] == pytest.approx(2.0)

@@ -23,6 +23,9 @@ class Param:
     min_value: float | None = None
     max_value: float | None = None
     length: int | None = None  # for float lists
+    # Read only when the node configures (chooses models, devices, subscriptions); a change at run time waits
+    # for the next configure. The other parameters take effect between two frames.
+    reconfigure_only: bool = False
 
 
 def _param(default: Any, description: str, **kwargs: Any) -> Any:
@@ -35,13 +38,16 @@ def _list_param(default: list[float], description: str, length: int) -> Any:
 
 @dataclass
 class NodeConfig:
-    depth_model: str = _param("", "Depth checkpoint: local diffusers folder or Hugging Face id; empty = none")
-    normals_model: str = _param("", "Normals checkpoint: local diffusers folder or Hugging Face id; empty = none")
-    device: str = _param("auto", "Torch device for the models", choices=("auto", "cuda", "cpu"))
+    depth_model: str = _param("", "Depth checkpoint: local diffusers folder or Hugging Face id; empty = none",
+                              reconfigure_only=True)
+    normals_model: str = _param("", "Normals checkpoint: local diffusers folder or Hugging Face id; empty = none",
+                                reconfigure_only=True)
+    device: str = _param("auto", "Torch device for the models", choices=("auto", "cuda", "cpu"),
+                         reconfigure_only=True)
     dtype: str = _param("auto", "Network precision (auto: fp16 on CUDA, fp32 on CPU)",
-                        choices=("auto", "fp16", "bf16", "fp32"))
+                        choices=("auto", "fp16", "bf16", "fp32"), reconfigure_only=True)
     processing_resolution: int = _param(768, "Longest side the network sees, px (0 = native; multiple of 8)",
-                                        min_value=0, max_value=4096)
+                                        min_value=0, max_value=4096, reconfigure_only=True)
     alignment: str = _param("global", "Metric alignment with sparse points", choices=("off", "global", "local"))
     space: str = _param("auto", "Space of the relative prediction (auto: from the checkpoint)",
                         choices=("auto", "depth", "disparity"))
@@ -60,17 +66,20 @@ class NodeConfig:
     image_rectified: bool = _param(False, "The image is rectified (image_rect: geometry from P); false: raw as the "
                                    "driver publishes it (image_raw: K and distortion D)")
     use_cv_bridge: bool = _param(True, "Convert images with cv_bridge where it is importable and works (robots); "
-                                 "else, and for encodings it refuses, the numpy path (the pip install)")
+                                 "else, and for encodings it refuses, the numpy path (the pip install)",
+                                 reconfigure_only=True)
     image_transport: str = _param("raw", "Subscribe to `image` (raw) or `image/compressed`",
-                                  choices=("raw", "compressed"))
+                                  choices=("raw", "compressed"), reconfigure_only=True)
     sparse_input: str = _param("points", "Metric points from `sparse_points` (PointCloud2), `sparse_depth` "
-                               "(Image) or none", choices=("points", "depth", "none"))
-    reliable_qos: bool = _param(True, "Subscribe with RELIABLE QoS (false: best-effort sensor-data QoS)")
+                               "(Image) or none", choices=("points", "depth", "none"), reconfigure_only=True)
+    reliable_qos: bool = _param(True, "Subscribe with RELIABLE QoS (false: best-effort sensor-data QoS)",
+                                reconfigure_only=True)
     sync_tolerance: float = _param(0.06, "Largest stamp difference paired with an image, s",
                                    min_value=0.0, max_value=10.0)
     sync_wait: float = _param(0.1, "How long a frame waits for its camera_info / sparse points, s",
                               min_value=0.0, max_value=10.0)
-    use_tf: bool = _param(True, "Look up sparse-point extrinsics with tf2 when tf2_ros is importable")
+    use_tf: bool = _param(True, "Look up sparse-point extrinsics with tf2 when tf2_ros is importable",
+                          reconfigure_only=True)
     static_translation: list[float] = _list_param(  # noqa: RUF009 - returns a dataclass field
         [0.0, 0.0, 0.0], "Sparse-points frame -> camera optical frame translation [x, y, z], m (used without tf)",
         length=3)
@@ -79,13 +88,15 @@ class NodeConfig:
         length=4)
     see_through_margin: float = _param(0.3, "Drop sparse points farther than their 7x7 neighbours by this + 10 %, "
                                        "m (LiDAR-camera parallax; 0 = off)", min_value=0.0, max_value=1e3)
-    publish_relative: bool = _param(True, "Publish the affine-invariant map on depth/relative")
+    publish_relative: bool = _param(True, "Publish the affine-invariant map on depth/relative", reconfigure_only=True)
     cloud_stride: int = _param(1, "Keep every n-th pixel in `points`", min_value=1, max_value=64)
     cloud_rgb: bool = _param(True, "Add the rgb field to `points`")
     cloud_normals: bool = _param(True, "Add normal_x/y/z to `points` (needs normals_model)")
     cloud_max_range: float = _param(0.0, "Points farther than this are NaN, m (0 = max_depth)",
                                     min_value=0.0, max_value=1e4)
-    autostart: bool = _param(True, "Configure and activate the lifecycle node at start")
+    autostart: bool = _param(True, "Configure and activate the lifecycle node at start", reconfigure_only=True)
+    max_future_stamp: float = _param(2.0, "Images stamped more than this ahead of the node's clock are refused as "
+                                     "bad input, s (0 = no check)", min_value=0.0, max_value=1e6)
     diagnostics_period: float = _param(1.0, "Seconds between /diagnostics messages", min_value=0.05,
                                        max_value=60.0)
 

@@ -38,10 +38,6 @@ class LatestSlot(Generic[T]):
             item, self._item = self._item, None
             return item
 
-    def clear(self) -> None:
-        with self._cond:
-            self._item = None
-
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -60,23 +56,15 @@ class StampBuffer(Generic[T]):
             self._items.append((stamp_ns, item))
             self._cond.notify_all()
 
-    def nearest(self, stamp_ns: int, tolerance_ns: int) -> T | None:
-        """The item whose stamp is closest to stamp_ns, if within tolerance_ns (newest wins ties)."""
-        with self._cond:
-            return self._nearest_locked(stamp_ns, tolerance_ns)
-
     def wait_nearest(self, stamp_ns: int, tolerance_ns: int, timeout_s: float) -> T | None:
-        """Like nearest(), but waits up to timeout_s for a match to arrive."""
+        """The item whose stamp is closest to stamp_ns, if within tolerance_ns (newest wins ties), waiting up
+        to timeout_s for a match to arrive."""
         with self._cond:
             match = self._nearest_locked(stamp_ns, tolerance_ns)
             if match is None and timeout_s > 0:
                 self._cond.wait_for(lambda: self._nearest_locked(stamp_ns, tolerance_ns) is not None, timeout_s)
                 match = self._nearest_locked(stamp_ns, tolerance_ns)
             return match
-
-    def latest(self) -> T | None:
-        with self._cond:
-            return self._items[-1][1] if self._items else None
 
     def clear(self) -> None:
         with self._cond:

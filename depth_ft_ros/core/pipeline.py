@@ -19,7 +19,7 @@ from depth_ft_ros.core.alignment import FitResult, apply_scale_shift, fit_scale_
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.cloud import cloud_arrays
 from depth_ft_ros.core.config import NodeConfig
-from depth_ft_ros.core.errors import ConfigError, InputError
+from depth_ft_ros.core.errors import ConfigError, InputError, ModelLoadError
 from depth_ft_ros.core.local_alignment import local_refine
 from depth_ft_ros.core.sparse import SparsePoints, project_sparse_points, sparse_from_depth_image
 from depth_ft_ros.core.temporal import FilterAction, ScaleShiftFilter
@@ -119,8 +119,12 @@ class FramePipeline:
                 model = getattr(config, name)
                 if not model:
                     continue
-                predictor = DepthFtPredictor.from_pretrained(model, device=config.device, dtype=config.dtype,
-                                                             processing_resolution=config.processing_resolution)
+                try:
+                    predictor = DepthFtPredictor.from_pretrained(
+                        model, device=config.device, dtype=config.dtype,
+                        processing_resolution=config.processing_resolution)
+                except ModelLoadError as exc:  # name the parameter: both models may be local folders
+                    raise ModelLoadError(f"parameter {name}: {exc}") from exc
                 loaded[task] = predictor
                 if predictor.task != task:
                     raise ConfigError(f"parameter {name}={predictor.model_id!r} is a {predictor.task} checkpoint, "

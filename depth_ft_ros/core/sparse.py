@@ -13,7 +13,15 @@ import numpy as np
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.errors import InputError
 
-DROP_REASONS = ("non_finite", "behind_camera", "outside_image", "duplicate_pixel", "see_through")
+# Why a sparse point is not used, and which of its fields says so (for warnings that name the field).
+DROP_REASONS: dict[str, str] = {
+    "non_finite": "x/y/z not finite (NaN or inf)",
+    "behind_camera": "z <= 0 in the camera optical frame (behind the camera)",
+    "out_of_range": "z outside (min_depth, max_depth]",
+    "outside_image": "projected (u, v) outside the image",
+    "duplicate_pixel": "(u, v) shared with a nearer point",
+    "see_through": "z farther than the nearest point within 7x7 pixels by see_through_margin + 10 % (parallax)",
+}
 
 
 @dataclass
@@ -25,6 +33,7 @@ class SparsePoints:
     n_input: int = 0
     non_finite: int = 0
     behind_camera: int = 0
+    out_of_range: int = 0
     outside_image: int = 0
     duplicate_pixel: int = 0
     see_through: int = 0
@@ -36,7 +45,7 @@ class SparsePoints:
 
     @property
     def dropped(self) -> dict[str, int]:
-        """Dropped point counts by reason (DROP_REASONS order)."""
+        """Dropped point counts by reason (DROP_REASONS order); they and n sum to n_input."""
         return {reason: int(getattr(self, reason)) for reason in DROP_REASONS}
 
 
@@ -107,7 +116,8 @@ def project_sparse_points(
 ) -> SparsePoints:
     """Project camera-frame points into the image: one point per pixel (the nearest), see-through removed.
 
-    Points with z <= min_depth_m (or beyond max_depth_m) count as behind_camera. rectified selects P (True)
+    Points with z <= 0 count as behind_camera, those with 0 < z <= min_depth_m or z > max_depth_m as
+    out_of_range. rectified selects P (True)
     or K + D (False) as in PinholeCamera.project. The defaults of the see-through test (7x7, 0.3 m + 10 %)
     were chosen on the Middlebury simulation, where foreground-background gaps are 0.2..2.5 m; the often
     quoted 1.5 m margin suits outdoor ranges (pass see_through_margin_m=1.5, see_through_margin_rel=0).
@@ -121,11 +131,13 @@ def project_sparse_points(
     # Per column, and one selection for both tests: masks and indexing on (N, 3) cost several times more.
     x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
     finite = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
-    in_front = finite & (z > max(min_depth_m, 0.0)) & (z <= max_depth_m)
-    n_finite = int(np.count_nonzero(finite))
+    in_front = finite & (z > 0.0)
+    in_range = in_front & (z > min_depth_m) & (z <= max_depth_m)
+    n_finite, n_in_front = int(np.count_nonzero(finite)), int(np.count_nonzero(in_front))
     result.non_finite = pts.shape[0] - n_finite
-    result.behind_camera = n_finite - int(np.count_nonzero(in_front))
-    x, y, z = x[in_front], y[in_front], z[in_front]
+    result.behind_camera = n_finite - n_in_front
+    result.out_of_range = n_in_front - int(np.count_nonzero(in_range))
+    x, y, z = x[in_range], y[in_range], z[in_range]
 
     u, v = camera.project_columns(x, y, z, rectified=rectified)
     with np.errstate(invalid="ignore"):

@@ -34,16 +34,31 @@ class RateMeter:
             self._times.popleft()
 
 
-class NodeStats:
-    """What the node did with its input, for /diagnostics. Safe to update from several threads."""
+# /diagnostics reports a condition while it happened within this many seconds: internal errors -> ERROR, bad
+# input -> WARN. Seconds rather than frames, so the level also recovers when frames stop.
+RECENT_WINDOW_S = 10.0
 
-    def __init__(self, window: int = 200) -> None:
+
+class NodeStats:
+    """What the node did with its input, for /diagnostics. Safe to update from several threads.
+
+    Three kinds of trouble, counted apart: bad input (`warnings`, by kind), internal errors (a bug or a broken
+    environment, not the input's fault) and sparse points dropped by projection (`points_dropped`, by reason)."""
+
+    def __init__(self, window: int = 200, recent_window_s: float = RECENT_WINDOW_S) -> None:
         self._lock = threading.Lock()
+        self.recent_window_s = recent_window_s
         self.frames_in = 0
         self.frames_out = 0
-        self.dropped: Counter[str] = Counter()  # reason -> count
+        self.dropped: Counter[str] = Counter()  # frame drop reason -> count
         self.warnings: Counter[str] = Counter()  # bad-input kind -> count
         self.last_warning = ""
+        self.internal_errors = 0
+        self.last_internal_error = ""
+        self._bad_input_s: deque[float] = deque(maxlen=window)  # monotonic times, for the recent window
+        self._internal_error_s: deque[float] = deque(maxlen=window)
+        self.points_dropped: Counter[str] = Counter()  # sparse point drop reason -> points, all frames
+        self.last_frame_points: dict[str, int] = {}  # the last aligned frame: input, used and each drop reason
         self.in_rate = RateMeter()
         self.out_rate = RateMeter()
         self._latency_ms: deque[float] = deque(maxlen=window)
@@ -63,10 +78,31 @@ class NodeStats:
         with self._lock:
             self.dropped[reason] += count
 
-    def warn(self, kind: str, message: str) -> None:
+    def warn(self, kind: str, message: str, now_s: float | None = None) -> None:
+        """One bad input of `kind` (named in the message)."""
         with self._lock:
             self.warnings[kind] += 1
             self.last_warning = message
+            self._bad_input_s.append(time.monotonic() if now_s is None else now_s)
+
+    def internal_error(self, message: str, now_s: float | None = None) -> None:
+        with self._lock:
+            self.internal_errors += 1
+            self.last_internal_error = message
+            self._internal_error_s.append(time.monotonic() if now_s is None else now_s)
+
+    def sparse_points(self, n_input: int, n_used: int, dropped: dict[str, int]) -> None:
+        """The sparse points of one frame: how many came in, were used, and were dropped by each reason."""
+        with self._lock:
+            self.points_dropped.update({k: v for k, v in dropped.items() if v})
+            self.last_frame_points = {"input": n_input, "used": n_used, **dropped}
+
+    def recent(self, now_s: float | None = None) -> tuple[int, int]:
+        """(bad inputs, internal errors) within the last recent_window_s."""
+        now_s = time.monotonic() if now_s is None else now_s
+        with self._lock:
+            return (sum(now_s - t <= self.recent_window_s for t in self._bad_input_s),
+                    sum(now_s - t <= self.recent_window_s for t in self._internal_error_s))
 
     def frame_out(self, arrival_s: float, latency_ms: float, work_ms: float, stages_ms: dict[str, float]) -> None:
         with self._lock:
@@ -81,8 +117,9 @@ class NodeStats:
         with self._lock:
             return self.frames_out + sum(self.dropped.values())
 
-    def snapshot(self) -> dict[str, str]:
+    def snapshot(self, now_s: float | None = None) -> dict[str, str]:
         """Flat key -> text pairs, ready to become diagnostic KeyValues."""
+        bad_recent, errors_recent = self.recent(now_s)
         with self._lock:
             values = {
                 "frames_in": str(self.frames_in),
@@ -91,11 +128,19 @@ class NodeStats:
                 "input_rate_hz": f"{self.in_rate.rate_hz():.2f}",
                 "output_rate_hz": f"{self.out_rate.rate_hz():.2f}",
                 "bad_inputs": str(sum(self.warnings.values())),
+                "bad_inputs.recent": str(bad_recent),
+                "internal_errors": str(self.internal_errors),
+                "internal_errors.recent": str(errors_recent),
+                "recent_window_s": f"{self.recent_window_s:g}",
             }
             values.update({f"dropped.{k}": str(v) for k, v in sorted(self.dropped.items())})
             values.update({f"bad_input.{k}": str(v) for k, v in sorted(self.warnings.items())})
+            values.update({f"sparse_points.dropped.{k}": str(v) for k, v in sorted(self.points_dropped.items())})
+            values.update({f"sparse_points.last_frame.{k}": str(v) for k, v in self.last_frame_points.items()})
             if self.last_warning:
                 values["last_warning"] = self.last_warning
+            if self.last_internal_error:
+                values["last_internal_error"] = self.last_internal_error
             if self._latency_ms:
                 lat = np.asarray(self._latency_ms)
                 values["latency_ms.p50"] = f"{np.percentile(lat, 50):.1f}"

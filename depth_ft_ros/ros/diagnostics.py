@@ -1,4 +1,8 @@
-"""/diagnostics message for the node: one DiagnosticStatus with flat key/values."""
+"""/diagnostics message for the node: one DiagnosticStatus with flat key/values.
+
+Level, first match wins: not configured -> WARN; an internal error within the last recent_window_s -> ERROR
+(it stays ERROR while they repeat, and recovers one window after the last); bad input within that window ->
+WARN; alignment held or relative-only -> WARN; else OK."""
 
 from __future__ import annotations
 
@@ -13,11 +17,17 @@ def build_diagnostics(node_name: str, stamp: Any, stats: dict[str, str], extra: 
     values = {"state": "active" if active else ("configured" if configured else "unconfigured"), **stats, **extra}
     if not configured:
         status.level, status.message = DiagnosticStatus.WARN, "not configured (no model loaded)"
+    elif int(stats.get("internal_errors.recent", "0")) > 0:
+        status.level = DiagnosticStatus.ERROR
+        status.message = (f"{stats['internal_errors.recent']} internal errors in the last "
+                          f"{stats['recent_window_s']} s; last: {stats.get('last_internal_error', '')}")
+    elif int(stats.get("bad_inputs.recent", "0")) > 0:
+        status.level = DiagnosticStatus.WARN
+        status.message = (f"{stats['bad_inputs.recent']} bad inputs in the last {stats['recent_window_s']} s; "
+                          f"last: {stats.get('last_warning', '')}")
     elif values.get("alignment.state") in ("relative-only", "held"):
         status.level = DiagnosticStatus.WARN
         status.message = f"alignment {values['alignment.state']}: {values.get('alignment.reason', '')}".strip()
-    elif int(stats.get("bad_inputs", "0")) > 0:
-        status.level, status.message = DiagnosticStatus.OK, f"running; last bad input: {stats.get('last_warning', '')}"
     else:
         status.level, status.message = DiagnosticStatus.OK, "running"
     status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]

@@ -3,17 +3,22 @@
 Threading: subscription callbacks only store messages (never block); one worker thread takes the newest image
 (older unprocessed ones are dropped and counted), pairs it with camera_info and sparse points by stamp, runs
 the FramePipeline and publishes. The model does not run while nobody subscribes to any output.
+
+The worker owns the pipeline. A parameter change is validated once, in the set-parameters callback, and handed
+to the worker as a new config with a generation number; the worker applies it between two frames, so a frame
+runs with one configuration from start to end (frame_config_generations records it for every published frame).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
 import traceback
+from collections import deque
 from typing import Any
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -22,16 +27,15 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.errors import ConfigError, DepthFtError, InputError
-from depth_ft_ros.core.frame_sync import LatestSlot, StampBuffer
-from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, Outputs, camera_for_image
-from depth_ft_ros.core.sparse import transform_points
+from depth_ft_ros.core.frame_sync import LatestSlot
+from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, Outputs
 from depth_ft_ros.core.stats import NodeStats
 from depth_ft_ros.ros import convert
 from depth_ft_ros.ros.diagnostics import build_diagnostics
 from depth_ft_ros.ros.extrinsics import Extrinsics
+from depth_ft_ros.ros.frame_inputs import FrameInputs, stamp_to_ns
 from depth_ft_ros.ros.middleware import describe_middleware, prefer_async_publication
 from depth_ft_ros.ros.params import (
     CONFIG_PARAMETERS,
@@ -41,12 +45,10 @@ from depth_ft_ros.ros.params import (
     live_config,
 )
 from depth_ft_ros.ros.publishers import FramePublishers
+from depth_ft_ros.ros.reporting import Reporter
+from depth_ft_ros.ros.worker import FrameWorker
 
-WARN_THROTTLE_S = 5.0
-
-
-def stamp_to_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+ImageItem = tuple[Any, float]  # (Image or CompressedImage, arrival monotonic s)
 
 
 class DepthFtNode(LifecycleNode):
@@ -57,22 +59,26 @@ class DepthFtNode(LifecycleNode):
         self.config: NodeConfig = declare_parameters(self)
         self._declared = self.config
         self.stats = NodeStats()
+        self._report = Reporter(self.get_logger(), self.stats)
         self.pipeline: FramePipeline | None = None
         self.last_alignment: dict[str, str] = {}
         self._pubs: FramePublishers | None = None
         self._subs: list[Any] = []
         self._extrinsics: Extrinsics | None = None
-        self._images: LatestSlot[tuple[Any, float]] = LatestSlot()
-        self._infos: StampBuffer[CameraInfo] = StampBuffer(maxlen=30)
-        self._sparse: StampBuffer[Any] = StampBuffer(maxlen=10)
-        self._worker: threading.Thread | None = None
-        self._running = threading.Event()
+        self._inputs = FrameInputs(self.stats, self._report)  # camera_info and sparse points, by stamp
+        self._worker: FrameWorker[ImageItem] | None = None
+        self.worker_join_timeout_s = 30.0  # how long deactivate and a re-activation wait for a busy worker
+        # Parameter hand-over: the callback puts (generation, config); the worker applies it between frames.
+        self._config_lock = threading.Lock()
+        self._pending_config: LatestSlot[tuple[int, NodeConfig]] = LatestSlot()
+        self._generation = 0
+        self._applied: tuple[int, NodeConfig] = (0, self.config)
+        # Per published frame: the config generation the pipeline ran with at its start and at its end (-1: a
+        # config the worker did not apply). Equal pairs = one configuration per frame.
+        self.frame_config_generations: deque[tuple[int, int]] = deque(maxlen=1000)
         self._last_stamp_ns: int | None = None
         self._work_start_s = 0.0
         self._stage = "image"  # the input being converted when an InputError is raised
-        self._camera_cache: tuple[tuple[Any, ...], PinholeCamera] | None = None
-        self._bridge: Any = None  # a cv_bridge.CvBridge on robots (use_cv_bridge), else None
-        self._last_warn_s: dict[str, float] = {}
         self._middleware = describe_middleware()  # the environment the participant was created with
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -81,10 +87,13 @@ class DepthFtNode(LifecycleNode):
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        cfg = self.config = self._declared
+        with self._config_lock:  # no worker runs before activation: the declared values all apply now
+            self._pending_config.take(timeout_s=0.0)
+            cfg = self.config = self._declared
+            self._applied = (self._generation, cfg)
         try:
             self.pipeline = FramePipeline.load(cfg)
-        except DepthFtError as exc:
+        except DepthFtError as exc:  # names the parameter (depth_model, normals_model, ...)
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         except Exception as exc:  # rclpy's lifecycle swallows callback exceptions without a word: say it here
@@ -101,19 +110,26 @@ class DepthFtNode(LifecycleNode):
                                                        image_qos))
         else:
             self._subs.append(self.create_subscription(Image, "image", self._on_image, image_qos))
-        self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos))
+        self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._inputs.on_camera_info, qos))
         if cfg.sparse_input == "points":
-            self._subs.append(self.create_subscription(PointCloud2, "sparse_points", self._on_sparse, qos))
+            self._subs.append(self.create_subscription(PointCloud2, "sparse_points", self._inputs.on_sparse, qos))
         elif cfg.sparse_input == "depth":
-            self._subs.append(self.create_subscription(Image, "sparse_depth", self._on_sparse, qos))
+            self._subs.append(self.create_subscription(Image, "sparse_depth", self._inputs.on_sparse, qos))
         self._extrinsics = Extrinsics(self, cfg.use_tf, cfg.static_translation, cfg.static_rotation)
-        self._bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
+        self._inputs.bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._running.set()
-        self._worker = threading.Thread(target=self._work, name="depth_ft_worker", daemon=True)
-        self._worker.start()
+        old = self._worker
+        if old is not None and not old.join(self.worker_join_timeout_s):
+            busy_s = time.monotonic() - old.busy_since_s if old.busy_since_s is not None else 0.0
+            self.get_logger().error(f"activate refused: the previous worker is still processing a frame (for "
+                                    f"{busy_s:.1f} s); two workers must not share the pipeline. Try again later.")
+            return TransitionCallbackReturn.FAILURE
+        with self._config_lock:
+            self._apply_pending_config()  # changes made while inactive
+            self._worker = FrameWorker(self._handle_frame, self._apply_pending_config, self._discard_frame)
+            self._worker.start()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -130,15 +146,20 @@ class DepthFtNode(LifecycleNode):
         return super().on_shutdown(state)
 
     def _stop_worker(self) -> None:
-        self._running.clear()
-        self._images.close()
-        if self._worker is not None:
-            self._worker.join(timeout=30.0)
-            if self._worker.is_alive():  # a frame still in the network (slow CPU): keep its models alive
-                self.get_logger().warning("worker still busy after 30 s; it stops after its current frame")
-            else:
+        worker = self._worker
+        if worker is None:
+            return
+        worker.stop()
+        if worker.join(self.worker_join_timeout_s):
+            with self._config_lock:
                 self._worker = None
-        self._images = LatestSlot()
+        else:  # a frame still in the network (slow CPU): keep its models alive; activation waits for it
+            self.get_logger().warning(f"worker still busy after {self.worker_join_timeout_s:g} s; it stops after "
+                                      "its current frame")
+
+    def destroy_node(self) -> None:
+        self._stop_worker()  # its thread would otherwise outlive the node
+        super().destroy_node()
 
     def _release(self) -> None:
         for sub in self._subs:
@@ -156,111 +177,140 @@ class DepthFtNode(LifecycleNode):
             else:
                 self.pipeline.close()  # frees GPU memory
             self.pipeline = None
-        self._infos.clear()
-        self._sparse.clear()
+        self._inputs.clear()
 
     # -- callbacks: store and return -----------------------------------------------------------------------
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         arrival_s = time.monotonic()
         self.stats.frame_in(arrival_s)
-        if not self._running.is_set():  # configured but not active (lifecycle): counted, not processed
+        worker = self._worker
+        if worker is None or worker.stopping:  # configured but not active (lifecycle): counted, not processed
             self.stats.drop("inactive")
             return
-        if self._images.put((msg, arrival_s)):
+        if worker.put((msg, arrival_s)):
             self.stats.drop("superseded")  # a newer frame arrived before the worker was free
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._infos.add(stamp_to_ns(msg.header.stamp), msg)
-
-    def _on_sparse(self, msg: Any) -> None:
-        self._sparse.add(stamp_to_ns(msg.header.stamp), msg)
-
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
-        # Parameters that are not ours (use_sim_time, ...) belong to rclpy: accept them untouched.
-        changes = {p.name: (list(p.value) if isinstance(p.value, (list, tuple)) or hasattr(p.value, "tolist")
-                            else p.value) for p in params if p.name in CONFIG_PARAMETERS}
-        if not changes:
+        """Validate (once) and hand over; the worker applies the new config between two frames."""
+        ours = [p for p in params if p.name in CONFIG_PARAMETERS]  # use_sim_time etc. belong to rclpy
+        if not ours:
             return SetParametersResult(successful=True)
         try:
-            declared = apply_changes(self._declared, changes)
+            declared = apply_changes(self._declared, ours)
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        deferred = sorted(set(changes) & RECONFIGURE_ONLY)
+        names = {p.name for p in ours}
+        deferred = sorted(names & RECONFIGURE_ONLY)
         if deferred:
             self.get_logger().info(f"{', '.join(deferred)} take effect at the next configure")
-        self._declared = declared
-        self.config = live_config(declared, self.config)
-        if self.pipeline is not None:
-            self.pipeline.update_config(self.config)
-        if self._extrinsics is not None:
-            self._extrinsics.update_static(self.config.static_translation, self.config.static_rotation)
-        if "diagnostics_period" in changes:
+        with self._config_lock:
+            self._declared = declared
+            self._generation += 1
+            self._pending_config.put((self._generation, live_config(declared, self._applied[1])))
+            if self._worker is None:  # no worker owns the pipeline now: apply here
+                self._apply_pending_config()
+        if "diagnostics_period" in names:  # the timer belongs to the executor thread, which runs this callback
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
-            self._diag_timer = self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
+            self._diag_timer = self.create_timer(declared.diagnostics_period, self._publish_diagnostics)
         return SetParametersResult(successful=True)
 
     # -- worker --------------------------------------------------------------------------------------------
 
-    def _work(self) -> None:
-        while self._running.is_set():
-            item = self._images.take(timeout_s=0.1)
-            if item is None:
-                continue
-            msg, arrival_s = item
-            self._work_start_s = time.monotonic()
-            if self._pubs is None or not self._pubs.anyone_listening():
-                self.stats.drop("no_subscribers")
-                continue
-            try:
-                self._process(msg, arrival_s)
-            except InputError as exc:
-                self.stats.drop("bad_input")  # the frame produced no output: count it as dropped too
-                self._warn(f"bad_{self._stage}", str(exc))
-            except Exception as exc:  # keep running: one bad frame must not kill the node
-                self.stats.drop("internal_error")
-                self._warn("internal_error", f"{exc!r}")
-                self.get_logger().debug(traceback.format_exc())
+    def _apply_pending_config(self) -> None:
+        """Between frames, in the worker (or with no worker, under _config_lock): the newest validated config."""
+        pending = self._pending_config.take(timeout_s=0.0)
+        if pending is None:
+            return
+        cfg = pending[1]
+        try:
+            if self.pipeline is not None:
+                self.pipeline.update_config(cfg)
+            if self._extrinsics is not None:
+                self._extrinsics.update_static(cfg.static_translation, cfg.static_rotation)
+        except Exception as exc:  # the worker must survive it; the values were validated, so this is a bug
+            self._report.internal_error(exc, f"applying parameter change {pending[0]}")
+        self.config = cfg
+        self._applied = pending
 
-    def _process(self, msg: Image | CompressedImage, arrival_s: float) -> None:
-        cfg = self.config
-        pipeline, pubs = self.pipeline, self._pubs
-        assert pipeline is not None and pubs is not None
-        stamp_ns = stamp_to_ns(msg.header.stamp)
+    def _discard_frame(self, item: ImageItem) -> None:
+        self.stats.drop("inactive")  # arrived while the worker was being stopped
+
+    def _handle_frame(self, item: ImageItem) -> None:
+        msg, arrival_s = item
+        self._work_start_s = time.monotonic()
+        if self._pubs is None or not self._pubs.anyone_listening():
+            self.stats.drop("no_subscribers")
+            return
+        try:
+            self._process(msg, arrival_s)
+        except InputError as exc:
+            self.stats.drop("bad_input")  # the frame produced no output: count it as dropped too
+            self._report.bad_input(f"bad_{self._stage}", str(exc))
+        except Exception as exc:  # keep running: one bad frame must not kill the node
+            self.stats.drop("internal_error")
+            self._report.internal_error(exc, f"processing the frame stamped {stamp_to_ns(msg.header.stamp)} ns "
+                                        f"(stage: {self._stage})")
+
+    def _check_stamp(self, cfg: NodeConfig, stamp_ns: int) -> None:
+        """Refuse an image stamped far ahead of the node's clock: accepted, it would reset the alignment filter
+        (stamps going backwards) for every later, correctly stamped frame."""
+        now_ns = self.get_clock().now().nanoseconds
+        if cfg.max_future_stamp <= 0 or now_ns <= 0:  # sim time before the first /clock: nothing to compare
+            return
+        ahead_s = (stamp_ns - now_ns) / 1e9
+        if ahead_s > cfg.max_future_stamp:
+            self._stage = "image_stamp"
+            raise InputError(f"image header.stamp ({stamp_ns / 1e9:.3f} s) is {ahead_s:.3f} s ahead of the node's "
+                             f"clock, more than max_future_stamp ({cfg.max_future_stamp:g} s): frame refused "
+                             "(a camera clock not synchronized?)")
         if self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
             # The alignment filter resets itself on a stamp going backwards (and reports it).
-            self._warn("stamp_backwards", f"image stamp went backwards by {(self._last_stamp_ns - stamp_ns) / 1e9:.3f}"
-                       " s: alignment state reset (bag restarted?)")
+            self._report.bad_input("stamp_backwards", f"image header.stamp went backwards by "
+                                   f"{(self._last_stamp_ns - stamp_ns) / 1e9:.3f} s: alignment state reset "
+                                   "(bag restarted?)")
         self._last_stamp_ns = stamp_ns
 
-        t0 = time.perf_counter()
+    def _process(self, msg: Image | CompressedImage, arrival_s: float) -> None:
+        generation, cfg = self._applied
+        pipeline, pubs = self.pipeline, self._pubs
+        assert pipeline is not None and pubs is not None
+        start_generation = generation if pipeline.config is cfg else -1
+        stamp_ns = stamp_to_ns(msg.header.stamp)
         self._stage = "image"  # names the bad input in warnings and diagnostics
-        rgb = self._to_rgb(msg)
+        self._check_stamp(cfg, stamp_ns)
+
+        t0 = time.perf_counter()
+        rgb = self._inputs.to_rgb(msg)
         t1 = time.perf_counter()
-        tolerance_ns = int(cfg.sync_tolerance * 1e9)
-        info = self._infos.wait_nearest(stamp_ns, tolerance_ns, cfg.sync_wait)
+        paired = self._inputs.paired_camera(cfg, stamp_ns)
         t2 = time.perf_counter()
-        if info is None:
+        if paired is None:
             self.stats.drop("no_camera_info")
-            self._warn("no_camera_info", f"no camera_info within {cfg.sync_tolerance} s of the image stamp: "
-                       "frame dropped")
+            self._report.bad_input("no_camera_info", f"no camera_info within {cfg.sync_tolerance} s of the image "
+                                   "stamp: frame dropped")
+            return
+        info_frame_id, info_camera = paired
+        if isinstance(info_camera, InputError):  # counted and warned about when it arrived
+            self.stats.drop("bad_input")
             return
         self._stage = "camera_info"
-        camera = self._camera_for(info, rgb.shape[1], rgb.shape[0])
-        camera_frame = msg.header.frame_id or info.header.frame_id
+        camera = self._inputs.camera_for(info_camera, rgb.shape[1], rgb.shape[0])
+        camera_frame = msg.header.frame_id or info_frame_id
 
         frame = FrameInput(rgb=rgb, camera=camera, stamp_ns=stamp_ns)
         t3 = time.perf_counter()
         sparse_wait_s = 0.0
         if cfg.sparse_input != "none" and cfg.alignment != "off":
-            sparse_wait_s = self._attach_sparse(cfg, frame, stamp_ns, camera_frame)
+            sparse_wait_s = self._inputs.attach_sparse(cfg, frame, camera_frame, self._extrinsics)
         t4 = time.perf_counter()
 
         self._stage = "frame"
         result = pipeline.process(frame, Outputs(normals=pubs.wants_normals(), cloud=pubs.wants_cloud()))
         t5 = time.perf_counter()
-        pubs.publish(msg.header, result, rgb)
+        pubs.publish(msg.header, result)
+        self._inputs.count_dropped_points(cfg, result)
         result.timings_ms.update({
             "convert_image": (t1 - t0 + t3 - t2) * 1e3,  # image + camera_info
             "convert_points": (t4 - t3 - sparse_wait_s) * 1e3,  # decode, transform into the camera frame
@@ -277,82 +327,43 @@ class DepthFtNode(LifecycleNode):
         }
         if result.alignment.state == "relative-only" and cfg.alignment != "off":
             self.stats.warn("no_fit", result.alignment.reason)
+        end_generation, end_cfg = self._applied
+        self.frame_config_generations.append(
+            (start_generation, end_generation if pipeline.config is end_cfg else -1))
         done_s = time.monotonic()
         self.stats.frame_out(arrival_s, (done_s - arrival_s) * 1e3, (done_s - self._work_start_s) * 1e3,
                              result.timings_ms)
 
-    def _to_rgb(self, msg: Image | CompressedImage) -> np.ndarray:
-        """cv_bridge when configured and available; the numpy path otherwise, and for what cv_bridge refuses
-        (e.g. 8UC3): a message is bad only when neither can read it."""
-        to_rgb = convert.compressed_to_rgb if isinstance(msg, CompressedImage) else convert.image_to_rgb
-        if self._bridge is not None:
-            try:
-                return to_rgb(msg, bridge=self._bridge)
-            except InputError:
-                pass
-        return to_rgb(msg)
-
-    def _camera_for(self, info: CameraInfo, width: int, height: int) -> PinholeCamera:
-        """The camera of this frame; the same object while camera_info does not change, so its per-pixel rays
-        (cached on the camera) are computed once, not per frame."""
-        key = (info.width, info.height, tuple(info.k), tuple(info.p), tuple(info.d), info.distortion_model,
-               info.binning_x, info.binning_y, info.roi.x_offset, info.roi.y_offset, info.roi.width,
-               info.roi.height, width, height)
-        if self._camera_cache is None or self._camera_cache[0] != key:
-            camera = camera_for_image(convert.camera_info_to_camera(info), width, height)
-            self._camera_cache = (key, camera)
-        return self._camera_cache[1]
-
-    def _attach_sparse(self, cfg: NodeConfig, frame: FrameInput, stamp_ns: int, camera_frame: str) -> float:
-        """Pair the frame with its sparse points, in the camera frame; returns the seconds spent waiting.
-
-        Bad sparse input is warned about and counted; the frame goes on without metric points (it still gets
-        depth/relative and normals, and a held fit)."""
-        t0 = time.perf_counter()
-        msg = self._sparse.wait_nearest(stamp_ns, int(cfg.sync_tolerance * 1e9), cfg.sync_wait)
-        waited_s = time.perf_counter() - t0
-        if msg is None:
-            self.stats.warn("no_sparse_points", "no sparse points within sync_tolerance")
-            return waited_s
-        try:
-            if cfg.sparse_input == "depth":
-                frame.sparse_depth_m = convert.depth_image_to_metres(msg)
-                return waited_s
-            xyz = convert.pointcloud2_to_xyz(msg)
-            assert self._extrinsics is not None
-            transform = self._extrinsics.lookup(msg.header.frame_id, camera_frame)
-            if transform is None:
-                self._warn("no_transform", f"no transform {msg.header.frame_id} -> {camera_frame} yet: frame has "
-                           "no metric points")
-                return waited_s
-            frame.points_cam_m = transform_points(xyz, transform)
-        except InputError as exc:
-            self._warn(f"bad_sparse_{cfg.sparse_input}", f"{exc} (frame processed without metric points)")
-        return waited_s
-
     # -- reporting -----------------------------------------------------------------------------------------
-
-    def _warn(self, kind: str, message: str) -> None:
-        self.stats.warn(kind, message)
-        now_s = time.monotonic()
-        if now_s - self._last_warn_s.get(kind, -1e9) >= WARN_THROTTLE_S:
-            self._last_warn_s[kind] = now_s
-            self.get_logger().warning(message)
 
     def _publish_diagnostics(self) -> None:
         extra = {"extrinsics": self._extrinsics.source if self._extrinsics else "",
-                 "image_conversion": "cv_bridge" if self._bridge is not None else "numpy",
-                 "middleware": self._middleware, **self.last_alignment}
+                 "image_conversion": "cv_bridge" if self._inputs.bridge is not None else "numpy",
+                 "middleware": self._middleware, "config_generation": str(self._applied[0]),
+                 **self.last_alignment}
         if self.pipeline is not None:
             extra.update(self.pipeline.describe())
         msg = build_diagnostics(self.get_name(), self.get_clock().now().to_msg(), self.stats.snapshot(), extra,
-                                configured=self.pipeline is not None, active=self._running.is_set())
+                                configured=self.pipeline is not None,
+                                active=self._worker is not None and not self._worker.stopping)
         self._diag_pub.publish(msg)
+
+
+def rcl_error_message(exc: BaseException) -> str:
+    """rcl's argument error as one line: without the 'failed to initialize rcl' prefix and the C source
+    locations (", at /project/src/rcl/arguments.c:352")."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    text = re.sub(r"^failed to initialize rcl: ", "", text)
+    return re.sub(r"(, at [^,]+:\d+)+$", "", text)
 
 
 def main(args: list[str] | None = None) -> int:
     prefer_async_publication()  # before rclpy.init: read when the DDS participant is created
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as exc:  # rclpy's RCLError: malformed --ros-args (e.g. `-p name:=`)
+        print(f"depth_ft_node: invalid ROS arguments: {rcl_error_message(exc)}", file=sys.stderr)
+        return 2
     try:
         node = DepthFtNode()
     except ConfigError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from rclpy.lifecycle import LifecycleNode
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -43,7 +42,7 @@ class FramePublishers:
     def wants_cloud(self) -> bool:
         return self.points.get_subscription_count() > 0
 
-    def publish(self, header: Any, result: FrameResult, rgb: np.ndarray) -> None:
+    def publish(self, header: Any, result: FrameResult) -> None:
         """Every output carries the input image's stamp and the camera's optical frame_id (`header`).
 
         A message nobody subscribes to is neither built nor published (megabytes per frame otherwise). The

@@ -1,0 +1,58 @@
+"""/diagnostics levels from the node's counters: ERROR while internal errors repeat, WARN for recent bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("diagnostic_msgs.msg", reason="diagnostic_msgs not importable (needs the ROS 2 wheels)")
+
+from diagnostic_msgs.msg import DiagnosticStatus
+
+from depth_ft_ros.core.stats import NodeStats
+from depth_ft_ros.ros.diagnostics import build_diagnostics
+
+pytestmark = pytest.mark.ros
+FITTED = {"alignment.state": "fitted"}
+
+
+def status_at(stats: NodeStats, now_s: float, extra: dict[str, str] = FITTED) -> DiagnosticStatus:
+    array = build_diagnostics("depth_ft_node", None, stats.snapshot(now_s), extra, configured=True, active=True)
+    return array.status[0]
+
+
+def test_internal_errors_are_error_while_they_repeat_then_clear() -> None:
+    stats = NodeStats(recent_window_s=10.0)
+    assert status_at(stats, 100.0).level == DiagnosticStatus.OK
+    stats.internal_error("internal error while processing: RuntimeError('x')", now_s=100.0)
+    status = status_at(stats, 101.0)
+    assert status.level == DiagnosticStatus.ERROR and "RuntimeError('x')" in status.message
+    stats.internal_error("again", now_s=108.0)  # repeats: still ERROR after the first one's window
+    assert status_at(stats, 115.0).level == DiagnosticStatus.ERROR
+    assert status_at(stats, 118.5).level == DiagnosticStatus.OK  # 10 s after the last
+    values = {kv.key: kv.value for kv in status_at(stats, 118.5).values}
+    assert values["internal_errors"] == "2" and values["internal_errors.recent"] == "0"
+    assert values["bad_inputs"] == "0"  # not mixed with bad input
+
+
+def test_recent_bad_input_is_warn_and_an_error_outranks_it() -> None:
+    stats = NodeStats(recent_window_s=10.0)
+    stats.warn("bad_camera_info", "camera_info refused: d (D) has 3 coefficients", now_s=50.0)
+    status = status_at(stats, 55.0)
+    assert status.level == DiagnosticStatus.WARN and "d (D) has 3 coefficients" in status.message
+    assert status_at(stats, 61.0).level == DiagnosticStatus.OK
+    stats.warn("bad_image", "image: unknown encoding", now_s=70.0)
+    stats.internal_error("boom", now_s=70.0)
+    assert status_at(stats, 71.0).level == DiagnosticStatus.ERROR
+    values = {kv.key: kv.value for kv in status_at(stats, 71.0).values}
+    assert values["bad_input.bad_camera_info"] == "1" and values["bad_inputs.recent"] == "1"
+
+
+def test_dropped_sparse_points_per_frame_and_in_total() -> None:
+    stats = NodeStats()
+    stats.sparse_points(100, 60, {"non_finite": 30, "behind_camera": 10, "see_through": 0})
+    stats.sparse_points(50, 45, {"non_finite": 0, "behind_camera": 5, "see_through": 0})
+    values = stats.snapshot()
+    assert values["sparse_points.last_frame.input"] == "50" and values["sparse_points.last_frame.used"] == "45"
+    assert values["sparse_points.last_frame.non_finite"] == "0"
+    assert values["sparse_points.dropped.non_finite"] == "30"
+    assert values["sparse_points.dropped.behind_camera"] == "15"
