@@ -392,7 +392,7 @@ def test_parameter_changes_at_run_time_take_effect_or_wait_for_configure(ros_gra
     set_ok("use_sim_time", True)  # rclpy's own parameter: accepted, not ours to check
     set_ok("hold_seconds", 3.0)
     set_ok("alignment", "global")
-    assert node.pipeline.filter.hold_seconds == 3.0 and node.pipeline.config.alignment == "global"
+    assert node.pipeline.aligner.settings.hold_seconds == 3.0 and node.pipeline.config.alignment == "global"
     set_ok("sparse_input", "depth")  # chooses subscriptions: waits for the next configure
     assert node.config.sparse_input == "points" and node._declared.sparse_input == "depth"
     set_ok("diagnostics_period", 0.5)
