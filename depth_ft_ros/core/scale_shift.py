@@ -305,13 +305,16 @@ def apply_scale_shift(
     [min_depth, max_depth]. scale/shift may be scalars or per-pixel maps."""
     space = Space.parse(space)
     pred = np.asarray(prediction, dtype=np.float32)
-    fitted = pred * np.float32(scale) if np.isscalar(scale) else pred * np.asarray(scale, np.float32)
-    if not (np.isscalar(shift) and shift == 0):
-        fitted += np.float32(shift) if np.isscalar(shift) else np.asarray(shift, np.float32)
+    # float32 scalars or maps: a float64 scalar would promote the whole map to float64.
+    scale_32 = np.asarray(scale, dtype=np.float32)
+    shift_32 = np.asarray(shift, dtype=np.float32)
+    fitted: np.ndarray = pred * scale_32
+    if shift_32.ndim or shift_32 != 0:
+        fitted += shift_32
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         depth = fitted if space == Space.DEPTH else np.reciprocal(fitted, out=fitted)
         # NaN fails both comparisons; inf fails the second one unless max_depth is inf itself.
-        good = depth >= max(min_depth, np.finfo(np.float32).tiny)
+        good = depth >= max(float(min_depth), float(np.finfo(np.float32).tiny))
         good &= depth <= max_depth if np.isfinite(max_depth) else depth < np.inf
     np.copyto(depth, np.float32(np.nan), where=~good)
     return depth

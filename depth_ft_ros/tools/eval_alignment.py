@@ -20,7 +20,9 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -42,6 +44,7 @@ SECTION_TITLE = "## Metric alignment"
 BEGIN_MARK = "<!-- BEGIN metric-alignment (written by `depth-ft-ros eval-alignment --write-benchmarks`) -->"
 END_MARK = "<!-- END metric-alignment -->"
 NOISE_REL = 0.01
+T = TypeVar("T")
 KIND_TITLES = {"noise": "small noise", "smooth": "smooth distortion", "both": "noise + smooth distortion"}
 
 
@@ -52,11 +55,11 @@ class Sparse:
     note: str = ""
 
 
-def node_aligner(method: AlignmentMethod | str, **changes: object) -> MetricAligner:
+def node_aligner(method: AlignmentMethod | str, **changes: Any) -> MetricAligner:
     """A MetricAligner with the node's default parameters (alignment=method), changed by `changes` (fields of
     AlignerSettings); a fresh one per frame, so each table cell is a first frame."""
     settings = aligner_settings(NodeConfig(alignment=str(method)))
-    return MetricAligner(dataclasses.replace(settings, **changes))  # type: ignore[arg-type]
+    return MetricAligner(dataclasses.replace(settings, **changes))
 
 
 def align_frame(prediction: np.ndarray, sparse: Sparse, space: Space | str,
@@ -111,12 +114,16 @@ def patterns(quick: bool) -> list[tuple[str, Callable[[MiddleburyFrame, np.rando
     return full
 
 
-def _timed(fn: Callable[[], object], repeats: int) -> tuple[object, float]:
-    times, out = [], None
-    for _ in range(max(repeats, 1)):
+def _timed(fn: Callable[[], T], repeats: int) -> tuple[T, float]:
+    """(the last result, median ms)."""
+    times = []
+    for _ in range(max(repeats, 1) - 1):
         t0 = time.perf_counter()
-        out = fn()
+        fn()
         times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    out = fn()
+    times.append(time.perf_counter() - t0)
     return out, 1e3 * statistics.median(times)
 
 
@@ -142,14 +149,13 @@ def accuracy_tables(frame: MiddleburyFrame, kinds: list[str], spaces: list[str],
                 res, ms = {}, {}
                 notes = [sp.note]
                 for method in ("global", "local"):
-                    out, ms[method] = _timed(lambda m=method, p=rel.prediction, sp=sp, space=space: align_frame(
-                        p, sp, space, m), repeats)
-                    report = out.report  # type: ignore[attr-defined]
-                    if out.depth_m is None:  # type: ignore[attr-defined]
+                    out, ms[method] = _timed(partial(align_frame, rel.prediction, sp, space, method), repeats)
+                    report = out.report
+                    if out.depth_m is None:
                         res[method], ms[method] = NO_METRICS, np.nan
                         notes.append(f"{method} refused: {report.reason}")
                         continue
-                    res[method] = depth_metrics(out.depth_m, frame.depth_m)  # type: ignore[attr-defined]
+                    res[method] = depth_metrics(out.depth_m, frame.depth_m)
                     if method == "local" and report.method != AlignmentMethod.LOCAL:
                         notes.append(f"local fell back to global: {report.reason}")
                 row += [_fmt(res["global"]["absrel"]), _fmt(res["local"]["absrel"]),
@@ -200,8 +206,8 @@ def robust_table(frame: MiddleburyFrame, seed: int, repeats: int) -> list[str]:
             cells, times = [], []
             for robust, method in ((False, "irls"), (True, "irls"), (True, "lmeds")):
                 # ms: the fit alone (what the robust methods differ in); AbsRel: the node's aligner with it.
-                _, ms = _timed(lambda r=robust, m=method, uv=uv, z=z: fit_scale_shift(
-                    rel.prediction, uv, z, "depth", robust=r, robust_method=m), max(repeats, 5))
+                _, ms = _timed(partial(fit_scale_shift, rel.prediction, uv, z, "depth", robust=robust,
+                                       robust_method=method), max(repeats, 5))
                 out = node_aligner(AlignmentMethod.GLOBAL, robust=robust, robust_method=method).align(
                     rel.prediction, Space.DEPTH, uv, z)
                 metrics = NO_METRICS if out.depth_m is None else depth_metrics(out.depth_m, frame.depth_m)
@@ -211,13 +217,17 @@ def robust_table(frame: MiddleburyFrame, seed: int, repeats: int) -> list[str]:
     return [*lines, ""]
 
 
-def _timed_both(fn: Callable[[], object], repeats: int) -> tuple[object, float, float]:
-    """(result, median ms, min ms): the minimum shows the cost without other processes on a shared machine."""
-    times, out = [], None
-    for _ in range(max(repeats, 1)):
+def _timed_both(fn: Callable[[], T], repeats: int) -> tuple[T, float, float]:
+    """(the last result, median ms, min ms): the minimum shows the cost without other processes on a shared
+    machine."""
+    times = []
+    for _ in range(max(repeats, 1) - 1):
         t0 = time.perf_counter()
-        out = fn()
+        fn()
         times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    out = fn()
+    times.append(time.perf_counter() - t0)
     return out, 1e3 * statistics.median(times), 1e3 * min(times)
 
 
@@ -239,22 +249,23 @@ def speed_table(frame: MiddleburyFrame, seed: int, repeats: int) -> list[str]:
     sp = project_sparse_points(lidar_sim.lidar_scan(gt, cam, 16, rng=np.random.default_rng([seed, 13])), cam)
     inputs["lidar 16 lines"] = (sp.uv, sp.z_m)
     pts = lidar_sim.lidar_scan(gt, cam, 64, rng=np.random.default_rng([seed, 14]))
-    _, med, low = _timed_both(lambda: project_sparse_points(pts, cam), n_rep)
+    _, med, low = _timed_both(partial(project_sparse_points, pts, cam), n_rep)
     lines.append(f"| project_sparse_points (64 lines, see-through filter) | {len(pts)} | {med:.2f} | {low:.2f} |")
     for name, (uv, z) in inputs.items():
-        fit, fit_med, fit_min = _timed_both(lambda uv=uv, z=z: fit_scale_shift(rel.prediction, uv, z, "depth"), n_rep)
+        fit, fit_med, fit_min = _timed_both(partial(fit_scale_shift, rel.prediction, uv, z, "depth"), n_rep)
         depth, app_med, app_min = _timed_both(
-            lambda f=fit: apply_scale_shift(rel.prediction, f.scale, f.shift, "depth"), n_rep)
-        _, loc_med, loc_min = _timed_both(lambda d=depth, uv=uv, z=z, f=fit: local_refine(d, uv, z, f), n_rep)
+            partial(apply_scale_shift, rel.prediction, fit.scale, fit.shift, "depth"), n_rep)
+        _, loc_med, loc_min = _timed_both(partial(local_refine, depth, uv, z, fit), n_rep)
         lines += [f"| global fit (IRLS) | {name} ({len(z)}) | {fit_med:.2f} | {fit_min:.2f} |",
                   f"| apply scale/shift | {name} | {app_med:.2f} | {app_min:.2f} |",
                   f"| local correction | {name} | {loc_med:.2f} | {loc_min:.2f} |",
                   f"| global total | {name} | {fit_med + app_med:.2f} | {fit_min + app_min:.2f} |",
                   f"| local total | {name} | {fit_med + app_med + loc_med:.2f} | {fit_min + app_min + loc_min:.2f} |"]
     depth = apply_scale_shift(rel.prediction, 1.0, 0.0, "depth")
-    cloud_inputs = {"xyz": {}, "xyz + rgb": {"rgb": rgb}, "xyz + rgb + normals": {"rgb": rgb, "normals": normals}}
-    for label, kw in cloud_inputs.items():
-        _, med, low = _timed_both(lambda kw=kw: cloud_arrays(depth, cam, **kw), n_rep)
+    cloud_inputs: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {
+        "xyz": (None, None), "xyz + rgb": (rgb, None), "xyz + rgb + normals": (rgb, normals)}
+    for label, (rgb_in, normals_in) in cloud_inputs.items():
+        _, med, low = _timed_both(partial(cloud_arrays, depth, cam, rgb=rgb_in, normals=normals_in), n_rep)
         lines.append(f"| cloud_arrays {label} | dense | {med:.2f} | {low:.2f} |")
     return [*lines, ""]
 
