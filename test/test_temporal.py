@@ -107,8 +107,26 @@ def test_bad_configuration() -> None:
 def test_refused_fit_holds_the_last_one() -> None:
     f = ScaleShiftFilter(hold_seconds=0.25)
     assert f.hold_seconds == 0.25
-    out = f.update(fit(2.0), 0)
+    out = f.update(fit(2.0, 0.5), 0)
     assert out.ok and out.action == "init"  # FilterAction is a str enum
-    refused = FitResult.refused("depth", 3, "too few points (3 < min_points 8)")
-    out = f.update(refused if refused.ok else None, S // 10)
-    assert out.action == FilterAction.HELD
+    refused = FitResult.refused("depth", 3, "three points are not enough")
+    assert not refused.ok
+    out = f.update(refused, S // 10)  # the refused fit itself, as the aligner passes it
+    assert out.action == FilterAction.HELD and out.ok
+    assert (out.scale, out.shift) == (2.0, 0.5) and out.reason == "three points are not enough"
+    out = f.update(refused, S // 2)  # 0.5 s after the last good fit > hold_seconds
+    assert out.action == FilterAction.EXPIRED and not out.ok and "three points are not enough" in (out.reason or "")
+    fresh = ScaleShiftFilter()
+    out = fresh.update(refused, 0)
+    assert out.action == FilterAction.NONE and not out.ok and out.reason == "three points are not enough"
+
+
+def test_without_smoothing_each_fit_is_used_exactly() -> None:
+    # time_constant_s=0 means "each frame's own fit": the very numbers of the fit, not exp(log(scale)).
+    f = ScaleShiftFilter(time_constant_s=0.0)
+    # Scales chosen where exp(log(s)) != s in binary floating point; consecutive fits within jump_ratio.
+    fits = ((7.708613804073155, 0.3), (7.694116799842036, 0.11), (8.406921508022736, 0.3), (8.520107248291158, 0.3))
+    for i, (scale, shift) in enumerate(fits):
+        out = f.update(fit(scale, shift), i * S // 10)
+        assert out.action == (FilterAction.INIT if i == 0 else FilterAction.SMOOTHED)
+        assert (out.scale, out.shift) == (scale, shift)

@@ -14,6 +14,8 @@ _LAZY = {
     "PinholeCamera": "depth_ft_ros.core.camera",
     "fit_scale_shift": "depth_ft_ros.core.alignment",
     "align": "depth_ft_ros.core.alignment",
+    "MetricAligner": "depth_ft_ros.core.alignment",
+    "AlignerSettings": "depth_ft_ros.core.alignment",
 }
 
 __all__ = sorted(_LAZY)

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from depth_ft_ros.core.alignment import FitResult, sample_prediction
 from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.core.scale_shift import FitResult, sample_prediction
 
 _MAD_TO_SIGMA = 1.4826
 

@@ -1,7 +1,7 @@
 """One frame through the whole chain, without ROS:
 
-RGB -> predictor(s) -> relative depth / normals -> sparse metric points -> fit (+ temporal filter) ->
-metric depth (+ local refinement) -> organized cloud arrays.
+RGB -> predictor(s) -> relative depth / normals -> sparse metric points -> MetricAligner (fit, temporal
+filter, hold, local refinement) -> metric depth -> organized cloud arrays.
 
 The ROS node converts messages to a FrameInput and a FrameResult back to messages; everything between is here,
 so it is tested without rclpy.
@@ -10,19 +10,18 @@ so it is tested without rclpy.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from depth_ft_ros.core.alignment import FitResult, apply_scale_shift, fit_scale_shift
+from depth_ft_ros.core.alignment import AlignerSettings, AlignmentReport, MetricAligner
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.cloud import cloud_arrays
 from depth_ft_ros.core.config import NodeConfig
+from depth_ft_ros.core.enums import AlignmentMethod, AlignmentState, Space
 from depth_ft_ros.core.errors import ConfigError, InputError, ModelLoadError
-from depth_ft_ros.core.local_alignment import local_refine
 from depth_ft_ros.core.sparse import SparsePoints, project_sparse_points, sparse_from_depth_image
-from depth_ft_ros.core.temporal import FilterAction, ScaleShiftFilter
 
 if TYPE_CHECKING:
     from depth_ft_ros.core.predictor import DepthFtPredictor
@@ -45,18 +44,22 @@ class Outputs:
     cloud: bool = True
 
 
-@dataclass
-class AlignmentReport:
-    state: str  # "fitted", "held", "relative-only", "off", "no-depth-model"
-    method: str  # "global", "local", "off"
-    scale: float = float("nan")
-    shift: float = float("nan")
-    points_used: int = 0
-    inliers: int = 0
-    residual_m: float = float("nan")
-    reason: str = ""  # why a fit was refused, when it was
-    filter_action: str = ""
-    dropped_points: dict[str, int] = field(default_factory=dict)
+__all__ = ["AlignmentReport", "FrameInput", "FramePipeline", "FrameResult", "Outputs", "aligner_settings",
+           "camera_for_image"]
+
+
+def aligner_settings(config: NodeConfig) -> AlignerSettings:
+    """The node's alignment parameters as MetricAligner settings (the one place that maps them)."""
+    return AlignerSettings(
+        method=AlignmentMethod(config.alignment),
+        min_depth_m=config.min_depth,
+        max_depth_m=config.max_depth,
+        min_points=config.min_points,
+        fit_shift=config.alignment_fit == "scale_shift",
+        smoothing_seconds=config.smoothing_seconds,
+        hold_seconds=config.hold_seconds,
+        hold=config.on_few_points == "hold",
+    )
 
 
 @dataclass
@@ -64,7 +67,7 @@ class FrameResult:
     stamp_ns: int
     camera: PinholeCamera  # intrinsics of every image output (same size as the input)
     relative: np.ndarray | None  # affine-invariant depth or disparity in [0, 1]
-    space: str | None
+    space: Space | None
     depth_m: np.ndarray | None  # metric, NaN invalid; None when no fit is available
     normals: np.ndarray | None  # HxWx3 unit vectors, optical frame
     cloud: np.ndarray | None  # organized structured array (x, y, z[, rgb][, normal_x/y/z])
@@ -97,16 +100,14 @@ class FramePipeline:
                                and depth_predictor.vae_key == normals_predictor.vae_key)
         self.config = config
         self.space = self._resolve_space(config)
-        self.filter = ScaleShiftFilter(time_constant_s=config.smoothing_seconds, hold_seconds=config.hold_seconds)
+        self.aligner = MetricAligner(aligner_settings(config))
 
     def update_config(self, config: NodeConfig) -> None:
-        """Apply parameters changed at run time (from the next frame on; a frame in flight keeps its own)."""
-        space = self._resolve_space(config)
-        if space != self.space or (config.smoothing_seconds, config.hold_seconds) != (
-                self.filter.time_constant_s, self.filter.hold_seconds):
-            self.filter = ScaleShiftFilter(time_constant_s=config.smoothing_seconds,
-                                           hold_seconds=config.hold_seconds)
-        self.space = space
+        """Apply parameters changed at run time (from the next frame on; a frame in flight keeps its own).
+        The aligner keeps its temporal state unless the filter's settings change (it restarts by itself when
+        the space changes)."""
+        self.aligner = self.aligner.reconfigured(aligner_settings(config))
+        self.space = self._resolve_space(config)
         self.config = config
 
     @classmethod
@@ -183,12 +184,12 @@ class FramePipeline:
 
     # -- steps ---------------------------------------------------------------------------------------------
 
-    def _resolve_space(self, config: NodeConfig) -> str | None:
+    def _resolve_space(self, config: NodeConfig) -> Space | None:
         if self.depth_predictor is None:
             return None
         if config.space != "auto":
-            return config.space
-        return self.depth_predictor.space or "depth"
+            return Space(config.space)
+        return Space(self.depth_predictor.space or Space.DEPTH)
 
     def _predict(self, rgb: np.ndarray, want_normals: bool,
                  timings_ms: dict[str, float]) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -219,40 +220,12 @@ class FramePipeline:
 
     def _metric_depth(self, cfg: NodeConfig, frame: FrameInput,
                       relative: np.ndarray | None) -> tuple[np.ndarray | None, AlignmentReport]:
-        space, temporal = self.space, self.filter  # read once: update_config may replace them meanwhile
-        if relative is None:
-            return None, AlignmentReport(state="no-depth-model", method="off")
-        if cfg.alignment == "off":
-            return None, AlignmentReport(state="off", method="off")
-        sparse = self._sparse(cfg, frame)
-        n_points = 0 if sparse is None else len(sparse.z_m)
-        if sparse is not None and n_points >= cfg.min_points:
-            fit = fit_scale_shift(relative, sparse.uv, sparse.z_m, space=space, robust=True,
-                                  min_points=cfg.min_points, fit_shift=cfg.alignment_fit == "scale_shift")
-        else:
-            fit = FitResult.refused(space, n_points, f"too few points ({n_points} < min_points "
-                                    f"{cfg.min_points})")
-        filtered = temporal.update(fit if fit.ok else None, frame.stamp_ns)
-        report = AlignmentReport(
-            state="relative-only", method=cfg.alignment, points_used=n_points, inliers=fit.n_inliers,
-            residual_m=fit.residual_m, reason=fit.reason or "", filter_action=filtered.action,
-            dropped_points=sparse.dropped if sparse is not None else {},
-        )
-        use_held = filtered.ok and (fit.ok or cfg.on_few_points == "hold")
-        if not use_held:
-            return None, report
-        # "held" also when this frame's fit is a jump the filter has not confirmed yet.
-        report.state = "held" if filtered.action == FilterAction.HELD else "fitted"
-        report.scale, report.shift = filtered.scale, filtered.shift
-        depth_m = apply_scale_shift(relative, filtered.scale, filtered.shift, space,
-                                    cfg.min_depth, cfg.max_depth)
-        if cfg.alignment == "local" and fit.ok and sparse is not None:
-            # All points, not only the global inliers: the local outlier test re-admits points that a smooth
-            # model error pushed out of the global fit.
-            refined = local_refine(depth_m, sparse.uv, sparse.z_m, min_depth_m=cfg.min_depth,
-                                   max_depth_m=cfg.max_depth)
-            if refined.depth_m is None:  # too few points agree locally: the global map stands, and says so
-                report.method, report.reason = "global", refined.note or ""
-            else:
-                depth_m = refined.depth_m
-        return depth_m, report
+        space, aligner = self.space, self.aligner  # read once: update_config may replace them meanwhile
+        if relative is None or space is None:
+            return None, AlignmentReport(AlignmentState.NO_DEPTH_MODEL, AlignmentMethod.OFF)
+        sparse = self._sparse(cfg, frame) if aligner.settings.method != AlignmentMethod.OFF else None
+        out = aligner.align(relative, space, None if sparse is None else sparse.uv,
+                            None if sparse is None else sparse.z_m, frame.stamp_ns)
+        if sparse is not None:
+            out.report.dropped_points = sparse.dropped
+        return out.depth_m, out.report

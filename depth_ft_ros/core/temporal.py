@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 
-from depth_ft_ros.core.alignment import FitResult
+from depth_ft_ros.core.enums import Space, TextEnum
 from depth_ft_ros.core.errors import ConfigError
+from depth_ft_ros.core.scale_shift import FitResult
 
 
-class FilterAction(str, Enum):
+class FilterAction(TextEnum):
     INIT = "init"  # first good fit (or first after an expiry)
     SMOOTHED = "smoothed"  # new fit blended in
     HELD = "held"  # no usable fit (or an unconfirmed jump): last value reused
@@ -29,19 +29,13 @@ class FilterAction(str, Enum):
     EXPIRED = "expired"  # no usable fit for longer than hold_seconds: state dropped, no output
     NONE = "none"  # no usable fit and nothing to hold
 
-    def __str__(self) -> str:  # "held", not "FilterAction.HELD", in f-strings and logs on every Python
-        return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
-
 
 @dataclass
 class FilterOutput:
     action: FilterAction
     scale: float  # NaN when ok is False
     shift: float
-    space: str | None
+    space: Space | None
     ok: bool  # scale/shift usable for this frame
     age_s: float  # seconds since the last fit that was used (0 for this frame's own fit)
     reason: str | None = None
@@ -69,21 +63,18 @@ class ScaleShiftFilter:
 
     def reset(self) -> None:
         self._log_scale: float | None = None
+        self._scale = math.nan  # exp(_log_scale), kept exact when a fit is taken as it is
         self._shift = 0.0
-        self._space: str | None = None
+        self._space: Space | None = None
         self._last_stamp_ns: int | None = None  # last frame seen
         self._last_good_ns: int | None = None  # last frame whose fit was used
         self._pending: list[FitResult] = []  # consecutive jump candidates
-
-    @property
-    def has_state(self) -> bool:
-        return self._log_scale is not None
 
     def _implied_depths(self, scale: float, shift: float, fit: FitResult) -> tuple[float, float]:
         out = []
         for p in fit.pred_range:
             v = scale * p + shift
-            out.append(v if fit.space == "depth" else (1.0 / v if v > 0 else math.inf))
+            out.append(v if fit.space == Space.DEPTH else (1.0 / v if v > 0 else math.inf))
         return out[0], out[1]
 
     def _is_jump(self, a: tuple[float, float], b: FitResult) -> bool:
@@ -101,11 +92,14 @@ class ScaleShiftFilter:
     def _output(self, action: FilterAction, age_s: float, reason: str | None = None) -> FilterOutput:
         if self._log_scale is None:
             return FilterOutput(action, math.nan, math.nan, None, False, age_s, reason)
-        return FilterOutput(action, math.exp(self._log_scale), self._shift, self._space, True, age_s, reason)
+        return FilterOutput(action, self._scale, self._shift, self._space, True, age_s, reason)
+
+    def _take(self, fit: FitResult) -> None:
+        """The fit's own scale and shift, exactly (no exp(log(scale)) round trip)."""
+        self._log_scale, self._scale, self._shift = math.log(fit.scale), fit.scale, fit.shift
 
     def _start(self, fit: FitResult, stamp_ns: int, action: FilterAction, reason: str | None) -> FilterOutput:
-        self._log_scale = math.log(fit.scale)
-        self._shift = fit.shift
+        self._take(fit)
         self._space = fit.space
         self._last_good_ns = stamp_ns
         self._pending = []
@@ -159,7 +153,11 @@ class ScaleShiftFilter:
         self._pending = []
         dt_s = max((stamp_ns - self._last_good_ns) * 1e-9, 0.0)
         alpha = 1.0 if self.time_constant_s == 0 else 1.0 - math.exp(-dt_s / self.time_constant_s)
-        self._log_scale += alpha * (math.log(fit.scale) - self._log_scale)
-        self._shift += alpha * (fit.shift - self._shift)
+        if alpha >= 1.0:  # no smoothing: this frame's fit as it is (a one-frame aligner gives the same map)
+            self._take(fit)
+        else:
+            self._log_scale += alpha * (math.log(fit.scale) - self._log_scale)
+            self._scale = math.exp(self._log_scale)
+            self._shift += alpha * (fit.shift - self._shift)
         self._last_good_ns = stamp_ns
         return self._output(FilterAction.SMOOTHED, 0.0)

@@ -4,11 +4,15 @@ Relative inputs are made from GT (evaluation.synthetic: small noise, a smooth di
 disparity space), sparse inputs are simulated on GT (evaluation.lidar_sim: random pixels, N-line LiDAR, 1 % noise,
 outliers, see-through points of a LiDAR mounted 0.2 m from the camera), and global and local alignment are
 scored over valid GT pixels. Seeds are fixed, so the numbers are reproducible on one machine.
+
+Every metric map comes from MetricAligner with the node's default parameters (node_aligner): the accuracy
+reported is that of the code the node runs. The speed table times the stages one by one.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import re
@@ -16,15 +20,20 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 
-from depth_ft_ros.core.alignment import align_detailed, apply_scale_shift, fit_scale_shift
+from depth_ft_ros.core.alignment import AlignmentOutput, MetricAligner, apply_scale_shift, fit_scale_shift
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.cloud import cloud_arrays
+from depth_ft_ros.core.config import NodeConfig
+from depth_ft_ros.core.enums import AlignmentMethod, Space
 from depth_ft_ros.core.local_alignment import local_refine
+from depth_ft_ros.core.pipeline import aligner_settings
 from depth_ft_ros.core.sparse import project_sparse_points
 from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.metrics import depth_metrics
@@ -35,6 +44,7 @@ SECTION_TITLE = "## Metric alignment"
 BEGIN_MARK = "<!-- BEGIN metric-alignment (written by `depth-ft-ros eval-alignment --write-benchmarks`) -->"
 END_MARK = "<!-- END metric-alignment -->"
 NOISE_REL = 0.01
+T = TypeVar("T")
 KIND_TITLES = {"noise": "small noise", "smooth": "smooth distortion", "both": "noise + smooth distortion"}
 
 
@@ -43,6 +53,22 @@ class Sparse:
     uv: np.ndarray
     z: np.ndarray
     note: str = ""
+
+
+def node_aligner(method: AlignmentMethod | str, **changes: Any) -> MetricAligner:
+    """A MetricAligner with the node's default parameters (alignment=method), changed by `changes` (fields of
+    AlignerSettings); a fresh one per frame, so each table cell is a first frame."""
+    settings = aligner_settings(NodeConfig(alignment=str(method)))
+    return MetricAligner(dataclasses.replace(settings, **changes))
+
+
+def align_frame(prediction: np.ndarray, sparse: Sparse, space: Space | str,
+                method: AlignmentMethod | str) -> AlignmentOutput:
+    """One frame through the node's aligner, as every accuracy table scores it."""
+    return node_aligner(method).align(prediction, space, sparse.uv, sparse.z)
+
+
+NO_METRICS = {"absrel": np.nan, "rmse_m": np.nan, "delta1": np.nan}
 
 
 def _lidar(frame: MiddleburyFrame, rng: np.random.Generator, n_lines: int, outliers: float = 0.0,
@@ -88,12 +114,16 @@ def patterns(quick: bool) -> list[tuple[str, Callable[[MiddleburyFrame, np.rando
     return full
 
 
-def _timed(fn: Callable[[], object], repeats: int) -> tuple[object, float]:
-    times, out = [], None
-    for _ in range(max(repeats, 1)):
+def _timed(fn: Callable[[], T], repeats: int) -> tuple[T, float]:
+    """(the last result, median ms)."""
+    times = []
+    for _ in range(max(repeats, 1) - 1):
         t0 = time.perf_counter()
-        out = fn()
+        fn()
         times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    out = fn()
+    times.append(time.perf_counter() - t0)
     return out, 1e3 * statistics.median(times)
 
 
@@ -117,21 +147,21 @@ def accuracy_tables(frame: MiddleburyFrame, kinds: list[str], spaces: list[str],
                 sp = sparse[name]
                 row = [name, str(len(sp.z))]
                 res, ms = {}, {}
+                notes = [sp.note]
                 for method in ("global", "local"):
-                    try:
-                        out, ms[method] = _timed(lambda m=method, p=rel.prediction, sp=sp, space=space: align_detailed(
-                            p, sp.uv, sp.z, space, m), repeats)
-                        res[method] = depth_metrics(out.depth_m, frame.depth_m)  # type: ignore[attr-defined]
-                        if method == "local" and out.method != "local":  # type: ignore[attr-defined]
-                            sp.note += " local fell back to global"
-                    except ValueError as exc:  # InputError: the fit refused
-                        res[method] = {"absrel": np.nan, "rmse_m": np.nan, "delta1": np.nan}
-                        ms[method] = np.nan
-                        sp.note += f" refused: {exc}"
+                    out, ms[method] = _timed(partial(align_frame, rel.prediction, sp, space, method), repeats)
+                    report = out.report
+                    if out.depth_m is None:
+                        res[method], ms[method] = NO_METRICS, np.nan
+                        notes.append(f"{method} refused: {report.reason}")
+                        continue
+                    res[method] = depth_metrics(out.depth_m, frame.depth_m)
+                    if method == "local" and report.method != AlignmentMethod.LOCAL:
+                        notes.append(f"local fell back to global: {report.reason}")
                 row += [_fmt(res["global"]["absrel"]), _fmt(res["local"]["absrel"]),
                         _fmt(res["global"]["rmse_m"], 3), _fmt(res["local"]["rmse_m"], 3),
                         _fmt(res["global"]["delta1"], 3), _fmt(res["local"]["delta1"], 3),
-                        _fmt(ms["global"], 1), _fmt(ms["local"], 1), sp.note.strip()]
+                        _fmt(ms["global"], 1), _fmt(ms["local"], 1), "; ".join(n for n in notes if n)]
                 lines.append("| " + " | ".join(row) + " |")
             lines.append("")
     return lines
@@ -153,11 +183,11 @@ def wrong_space_table(frame: MiddleburyFrame, seed: int) -> list[str]:
         for label, pred, fit_space in ((f"in {true_space} space (right)", p, true_space),
                                        (f"1/p in {other[true_space]} space (wrong)", 1.0 / p, other[true_space]),
                                        (f"p in {other[true_space]} space (wrong)", p, other[true_space])):
-            fit = fit_scale_shift(pred, uv, z, fit_space)
-            if not fit.ok:
-                lines.append(f"| {true_space} | {label} | refused: {fit.reason} | | |")
+            out = node_aligner(AlignmentMethod.GLOBAL).align(pred, fit_space, uv, z)
+            if out.depth_m is None:
+                lines.append(f"| {true_space} | {label} | refused: {out.report.reason} | | |")
                 continue
-            m = depth_metrics(apply_scale_shift(pred, fit.scale, fit.shift, fit_space), frame.depth_m)
+            m = depth_metrics(out.depth_m, frame.depth_m)
             lines.append(f"| {true_space} | {label} | {_fmt(m['absrel'])} | {_fmt(m['rmse_m'], 3)} "
                          f"| {_fmt(m['delta1'], 3)} |")
     return [*lines, ""]
@@ -175,22 +205,29 @@ def robust_table(frame: MiddleburyFrame, seed: int, repeats: int) -> list[str]:
             z, _ = lidar_sim.add_outliers(lidar_sim.add_relative_noise(z, NOISE_REL, rng), frac, rng)
             cells, times = [], []
             for robust, method in ((False, "irls"), (True, "irls"), (True, "lmeds")):
-                fit, ms = _timed(lambda r=robust, m=method, uv=uv, z=z: fit_scale_shift(
-                    rel.prediction, uv, z, "depth", robust=r, robust_method=m), max(repeats, 5))
-                depth = apply_scale_shift(rel.prediction, fit.scale, fit.shift, "depth")  # type: ignore[attr-defined]
-                cells.append(_fmt(depth_metrics(depth, frame.depth_m)["absrel"]))
+                # ms: the fit alone (what the robust methods differ in); AbsRel: the node's aligner with it.
+                _, ms = _timed(partial(fit_scale_shift, rel.prediction, uv, z, "depth", robust=robust,
+                                       robust_method=method), max(repeats, 5))
+                out = node_aligner(AlignmentMethod.GLOBAL, robust=robust, robust_method=method).align(
+                    rel.prediction, Space.DEPTH, uv, z)
+                metrics = NO_METRICS if out.depth_m is None else depth_metrics(out.depth_m, frame.depth_m)
+                cells.append(_fmt(metrics["absrel"]))
                 times.append(_fmt(ms, 2))
             lines.append(f"| {label} | {int(frac * 100)}% | " + " | ".join(cells + times) + " |")
     return [*lines, ""]
 
 
-def _timed_both(fn: Callable[[], object], repeats: int) -> tuple[object, float, float]:
-    """(result, median ms, min ms): the minimum shows the cost without other processes on a shared machine."""
-    times, out = [], None
-    for _ in range(max(repeats, 1)):
+def _timed_both(fn: Callable[[], T], repeats: int) -> tuple[T, float, float]:
+    """(the last result, median ms, min ms): the minimum shows the cost without other processes on a shared
+    machine."""
+    times = []
+    for _ in range(max(repeats, 1) - 1):
         t0 = time.perf_counter()
-        out = fn()
+        fn()
         times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    out = fn()
+    times.append(time.perf_counter() - t0)
     return out, 1e3 * statistics.median(times), 1e3 * min(times)
 
 
@@ -212,22 +249,23 @@ def speed_table(frame: MiddleburyFrame, seed: int, repeats: int) -> list[str]:
     sp = project_sparse_points(lidar_sim.lidar_scan(gt, cam, 16, rng=np.random.default_rng([seed, 13])), cam)
     inputs["lidar 16 lines"] = (sp.uv, sp.z_m)
     pts = lidar_sim.lidar_scan(gt, cam, 64, rng=np.random.default_rng([seed, 14]))
-    _, med, low = _timed_both(lambda: project_sparse_points(pts, cam), n_rep)
+    _, med, low = _timed_both(partial(project_sparse_points, pts, cam), n_rep)
     lines.append(f"| project_sparse_points (64 lines, see-through filter) | {len(pts)} | {med:.2f} | {low:.2f} |")
     for name, (uv, z) in inputs.items():
-        fit, fit_med, fit_min = _timed_both(lambda uv=uv, z=z: fit_scale_shift(rel.prediction, uv, z, "depth"), n_rep)
+        fit, fit_med, fit_min = _timed_both(partial(fit_scale_shift, rel.prediction, uv, z, "depth"), n_rep)
         depth, app_med, app_min = _timed_both(
-            lambda f=fit: apply_scale_shift(rel.prediction, f.scale, f.shift, "depth"), n_rep)
-        _, loc_med, loc_min = _timed_both(lambda d=depth, uv=uv, z=z, f=fit: local_refine(d, uv, z, f), n_rep)
+            partial(apply_scale_shift, rel.prediction, fit.scale, fit.shift, "depth"), n_rep)
+        _, loc_med, loc_min = _timed_both(partial(local_refine, depth, uv, z, fit), n_rep)
         lines += [f"| global fit (IRLS) | {name} ({len(z)}) | {fit_med:.2f} | {fit_min:.2f} |",
                   f"| apply scale/shift | {name} | {app_med:.2f} | {app_min:.2f} |",
                   f"| local correction | {name} | {loc_med:.2f} | {loc_min:.2f} |",
                   f"| global total | {name} | {fit_med + app_med:.2f} | {fit_min + app_min:.2f} |",
                   f"| local total | {name} | {fit_med + app_med + loc_med:.2f} | {fit_min + app_min + loc_min:.2f} |"]
     depth = apply_scale_shift(rel.prediction, 1.0, 0.0, "depth")
-    cloud_inputs = {"xyz": {}, "xyz + rgb": {"rgb": rgb}, "xyz + rgb + normals": {"rgb": rgb, "normals": normals}}
-    for label, kw in cloud_inputs.items():
-        _, med, low = _timed_both(lambda kw=kw: cloud_arrays(depth, cam, **kw), n_rep)
+    cloud_inputs: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {
+        "xyz": (None, None), "xyz + rgb": (rgb, None), "xyz + rgb + normals": (rgb, normals)}
+    for label, (rgb_in, normals_in) in cloud_inputs.items():
+        _, med, low = _timed_both(partial(cloud_arrays, depth, cam, rgb=rgb_in, normals=normals_in), n_rep)
         lines.append(f"| cloud_arrays {label} | dense | {med:.2f} | {low:.2f} |")
     return [*lines, ""]
 
@@ -278,9 +316,11 @@ def run(args: argparse.Namespace) -> int:
             f"Data: Middlebury 2014 Motorcycle (skimage), {frame.depth_m.shape[1]}x{frame.depth_m.shape[0]}, "
             f"GT valid {100 * np.isfinite(frame.depth_m).mean():.1f}%. Sparse depths carry {NOISE_REL:.0%} "
             "relative noise; outliers are uniform between the 10th and 90th depth percentile. Metrics over "
-            "valid GT pixels; ms = median wall time per frame of fit + apply (+ local correction).", ""]
-    align_detailed(make_relative(frame.depth_m, "noise", "depth", np.random.default_rng(0)).prediction,
-                   *lidar_sim.random_pixels(frame.depth_m, 100, np.random.default_rng(0)), method="local")  # warm-up
+            "valid GT pixels; every map from MetricAligner with the node's default parameters (one frame); "
+            "ms = median wall time per frame of fit + apply (+ local correction).", ""]
+    warm_uv, warm_z = lidar_sim.random_pixels(frame.depth_m, 100, np.random.default_rng(0))
+    align_frame(make_relative(frame.depth_m, "noise", "depth", np.random.default_rng(0)).prediction,
+                Sparse(warm_uv, warm_z), "depth", "local")  # warm-up
     body += accuracy_tables(frame, kinds, spaces, args.quick, args.seed, repeats)
     if not args.quick:
         body += wrong_space_table(frame, args.seed)
