@@ -146,11 +146,11 @@ class _Grid:
         gy = np.clip((np.arange(self.h, dtype=np.float32) + 0.5) / self.cell - 0.5, 0, gh - 1)
         map_y = np.broadcast_to(gy[:, None], (self.h, self.w)).astype(np.float32)
         map_x = b + (x0 * nb)[None, :]
-        left = cv2.remap(flat, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        left: np.ndarray = cv2.remap(flat, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if gw == 1:
             return left
         map_x += np.float32(nb)
-        right = cv2.remap(flat, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        right: np.ndarray = cv2.remap(flat, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         right -= left
         right *= fx[None, :]
         right += left

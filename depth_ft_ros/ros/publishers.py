@@ -55,7 +55,7 @@ class FramePublishers:
                 self.depth.publish(convert.depth_to_msg(result.depth_m, header, copy=False))
             if wanted(self.depth_info):
                 self.depth_info.publish(convert.camera_to_camera_info(result.camera, header))
-        if wanted(self.relative) and result.relative is not None:
+        if self.relative is not None and wanted(self.relative) and result.relative is not None:
             self.relative.publish(convert.depth_to_msg(result.relative, header, copy=False))
         if result.normals is not None:
             if wanted(self.normals):
