@@ -46,9 +46,11 @@ def test_middlebury_frame_shapes_ranges_and_resize_back(family, motorcycle):
         assert full.normals.shape == (500, 741, 3) and full.normals.dtype == np.float32
         assert full.depth is None and full.space is None and full.relative is None
         np.testing.assert_allclose(np.linalg.norm(full.normals, axis=-1), 1.0, atol=1e-5)
+        # 768x518 -> 741x500 shrinks: the E2E-FT authors resize normals back with antialiasing
+        # (Marigold/marigold/marigold_pipeline.py, resize(..., antialias=True)); unit length again after.
         low_map = torch.from_numpy(low.normals).permute(2, 0, 1)[None]
-        upsampled = F.interpolate(low_map, (500, 741), mode="bilinear", align_corners=False)
-        expected = (upsampled / upsampled.norm(dim=1, keepdim=True)).permute(0, 2, 3, 1)[0].numpy()
+        resized = F.interpolate(low_map, (500, 741), mode="bilinear", align_corners=False, antialias=True)
+        expected = (resized / resized.norm(dim=1, keepdim=True)).permute(0, 2, 3, 1)[0].numpy()
         np.testing.assert_allclose(full.normals, expected, atol=1e-5)
 
 
