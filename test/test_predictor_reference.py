@@ -184,7 +184,8 @@ def test_marigold_few_step_with_zeros_equals_diffusers(steps):
 
 def _lotus_reference(family: str, rgb: np.ndarray, noise: torch.Tensor | None) -> np.ndarray:
     """Lotus, written out: mean-encode, UNet at t=999 with class label cat(sin[1,0], cos[1,0]), the
-    output is x0 (never converted by the scheduler config), decode, (x/2+0.5).clamp(0,1), channel mean or *2-1 normals."""
+    output is x0 (never converted by the scheduler config), decode, (x/2+0.5).clamp(0,1), channel mean
+    or *2-1 normals."""
     parts = diffusers_parts(tiny_model(family))
     tokens = parts["tokenizer"]("", padding="do_not_pad", return_tensors="pt").input_ids
     vae, unet = parts["vae"], parts["unet"]

@@ -16,7 +16,7 @@ from predictor_fixtures import cached_predictor, random_rgb, tiny_model
 from depth_ft_ros.core.predictor import DepthFtPredictor
 
 RESOLUTION = 128
-DEPTH_FP32_TOL = 1e-5
+DEPTH_FP32_TOL = 5e-5  # channels_last kernels sum in another order: 1.3e-5 seen (4-level tiny UNet)
 NORMALS_FP32_TOL = 1e-3  # see the module docstring
 # Half precision against float32 (tiny random models, 96x128 frame):
 # (max abs depth error, mean abs depth error, mean normals angle in degrees)
