@@ -14,10 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from predictor_fixtures import cached_predictor, random_rgb, tiny_model
+from predictor_fixtures import cached_predictor, random_rgb
 
 from depth_ft_ros.core.families import FAMILIES
-from depth_ft_ros.core.predictor import DepthFtPredictor
 
 FACING_CAMERA = (0.0, 0.0, -1.0)
 UP_IN_IMAGE = (0.0, -1.0, 0.0)
@@ -29,7 +28,7 @@ SQRT_HALF = float(np.sqrt(0.5))
 def _normals_from_constant_decode(family: str, decoded_vector: tuple[float, float, float], monkeypatch) -> np.ndarray:
     """The predictor's normals when its VAE decodes `decoded_vector` at every pixel (48x64 frame
     processed at 32x24 and resized back, so the resize path runs too)."""
-    predictor = DepthFtPredictor.from_pretrained(tiny_model(family), processing_resolution=32)
+    predictor = cached_predictor(family, processing_resolution=32)  # monkeypatch restores its VAE after
 
     def decode(latent: torch.Tensor, return_dict: bool = False) -> tuple[torch.Tensor]:
         batch, _, height, width = latent.shape

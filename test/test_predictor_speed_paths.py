@@ -102,3 +102,13 @@ def test_cuda_auto_dtype_channels_last_and_close_frees_memory():
     assert torch.cuda.memory_allocated() > before
     predictor.close()
     assert torch.cuda.memory_allocated() <= before
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_lotus_g_default_noise_matches_cpu():
+    # The fixed Gaussian latent is drawn on a CPU generator: the same start latent on every device.
+    predictor = DepthFtPredictor.from_pretrained(
+        tiny_model("lotus-g-disparity"), device="cuda", dtype="fp32", processing_resolution=RESOLUTION
+    )
+    _assert_close_to_reference("lotus-g-disparity", predictor.predict(_frame()), (1e-4, 1e-5, 0.1))
