@@ -11,12 +11,15 @@ The expected normals are the authors' conventions written as directions, indepen
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
-from predictor_fixtures import cached_predictor, random_rgb
+from predictor_fixtures import cached_predictor, random_rgb, tiny_model
 
 from depth_ft_ros.core.families import FAMILIES
+from depth_ft_ros.core.predictor import DepthFtPredictor
 
 FACING_CAMERA = (0.0, 0.0, -1.0)
 UP_IN_IMAGE = (0.0, -1.0, 0.0)
@@ -25,10 +28,14 @@ RIGHT = (1.0, 0.0, 0.0)
 SQRT_HALF = float(np.sqrt(0.5))
 
 
-def _normals_from_constant_decode(family: str, decoded_vector: tuple[float, float, float], monkeypatch) -> np.ndarray:
+def _normals_from_constant_decode(
+    family: str | DepthFtPredictor, decoded_vector: tuple[float, float, float], monkeypatch
+) -> np.ndarray:
     """The predictor's normals when its VAE decodes `decoded_vector` at every pixel (48x64 frame
     processed at 32x24 and resized back, so the resize path runs too)."""
-    predictor = cached_predictor(family, processing_resolution=32)  # monkeypatch restores its VAE after
+    predictor = family
+    if isinstance(family, str):
+        predictor = cached_predictor(family, processing_resolution=32)  # monkeypatch restores its VAE
 
     def decode(latent: torch.Tensor, return_dict: bool = False) -> tuple[torch.Tensor]:
         batch, _, height, width = latent.shape
@@ -96,3 +103,13 @@ def test_every_family_runs_at_latent_sizes_that_are_not_multiples_of_the_unet_fa
         assert prediction.relative.shape == shape
         assert np.isfinite(prediction.relative).all()
         assert prediction.relative.min() >= 0 and prediction.relative.max() <= 1
+
+
+def test_marigold_normals_trained_with_the_e2e_ft_code_read_out_as_e2e_ft(tmp_path, monkeypatch):
+    # GonzaloMG's Marigold-normals estimator was trained with the E2E-FT code: its frame and read-out.
+    folder = shutil.copytree(tiny_model("marigold-normals"), tmp_path / "gonzalomg-marigold-normals")
+    predictor = DepthFtPredictor.from_pretrained(folder, processing_resolution=32)
+    assert predictor.family == "marigold-normals"
+    normals = _normals_from_constant_decode(predictor, (0.0, 3.0, 1.0), monkeypatch)
+    expected = (0.0, -3 / np.sqrt(10), -1 / np.sqrt(10))  # up and toward the camera, not clipped
+    np.testing.assert_allclose(normals, np.broadcast_to(expected, normals.shape), atol=1e-6)
