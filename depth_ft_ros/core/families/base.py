@@ -150,6 +150,7 @@ class FamilyRunner(Protocol):
 
     spec: FamilySpec
     unet: torch.nn.Module
+    noise: NoiseLatents  # the start latent next to the image latent (unused by 4-channel UNets)
 
     def denoise(self, image_latent: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
         """[B,4,h,w] scaled RGB latent -> [B,4,h,w] scaled prediction latent."""
