@@ -74,6 +74,11 @@ def test_bad_settings(options, match):
         DepthFtPredictor.from_pretrained(tiny_model("e2e-ft-depth"), **options)
 
 
+def test_noise_on_a_family_without_a_noise_input():
+    with pytest.raises(ConfigError, match="lotus-d-depth has no noise input; noise must be unset or zeros"):
+        DepthFtPredictor.from_pretrained(tiny_model("lotus-d-depth"), noise="gaussian")
+
+
 def test_marigold_steps_range():
     with pytest.raises(ConfigError, match="1-4"):
         DepthFtPredictor.from_pretrained(tiny_model("marigold-depth"), num_inference_steps=10)

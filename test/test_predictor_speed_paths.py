@@ -16,7 +16,7 @@ from predictor_fixtures import cached_predictor, random_rgb, tiny_model
 from depth_ft_ros.core.predictor import DepthFtPredictor
 
 RESOLUTION = 128
-DEPTH_FP32_TOL = 1e-5
+DEPTH_FP32_TOL = 5e-5  # channels_last kernels sum in another order: 1.3e-5 seen (4-level tiny UNet)
 NORMALS_FP32_TOL = 1e-3  # see the module docstring
 # Half precision against float32 (tiny random models, 96x128 frame):
 # (max abs depth error, mean abs depth error, mean normals angle in degrees)
@@ -102,3 +102,13 @@ def test_cuda_auto_dtype_channels_last_and_close_frees_memory():
     assert torch.cuda.memory_allocated() > before
     predictor.close()
     assert torch.cuda.memory_allocated() <= before
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_lotus_g_default_noise_matches_cpu():
+    # The fixed Gaussian latent is drawn on a CPU generator: the same start latent on every device.
+    predictor = DepthFtPredictor.from_pretrained(
+        tiny_model("lotus-g-disparity"), device="cuda", dtype="fp32", processing_resolution=RESOLUTION
+    )
+    _assert_close_to_reference("lotus-g-disparity", predictor.predict(_frame()), (1e-4, 1e-5, 0.1))

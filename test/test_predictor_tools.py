@@ -35,12 +35,20 @@ def test_bench_verb_on_lotus_normals_has_no_diffusers_reference(capsys):
     assert "n/a: no diffusers pipeline" in capsys.readouterr().out
 
 
-def test_bench_verb_on_e2e_ft_normals_matches_diffusers(capsys):
-    model = str(tiny_model("e2e-ft-normals"))
+def test_bench_verb_on_marigold_normals_matches_diffusers(capsys):
+    # prs-eth Marigold: 4 steps from the predictor's fixed-seed Gaussian latent, given to diffusers too.
+    model = str(tiny_model("marigold-normals"))
     argv = ["bench", "--model", model, "--resolution", "64", "--runs", "1", "--width", "64", "--height", "48"]
     assert main(argv) == 0
     difference = re.search(r"max \|output difference\| (\S+)\)", capsys.readouterr().out)
     assert difference and float(difference.group(1)) < 1e-3  # normals: see test_predictor_speed_paths
+
+
+def test_bench_verb_on_e2e_ft_normals_says_why_it_differs_from_diffusers(capsys):
+    model = str(tiny_model("e2e-ft-normals"))
+    argv = ["bench", "--model", model, "--resolution", "64", "--runs", "1", "--width", "64", "--height", "48"]
+    assert main(argv) == 0
+    assert "read out as its authors do" in capsys.readouterr().out
 
 
 def test_fetch_model_verb_refuses_offline(monkeypatch, capsys):

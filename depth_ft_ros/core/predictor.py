@@ -5,10 +5,11 @@
     out.depth, out.timings_ms
 
 Stages (each timed): preprocess (uint8 -> [-1, 1], resize so the longest side is
-processing_resolution, antialiased; pad bottom/right by replication to a multiple the VAE and UNet
-accept), encode (VAE latent mean x scaling factor), unet (family-specific, families/), decode (VAE
-decoder + the family's read-out), postprocess (unpad, bilinear resize back to the input size,
-renormalise normals and rotate them into the ROS optical frame).
+processing_resolution, antialiased; pad bottom/right by replication to a multiple of 8 px, the VAE
+factor, as diffusers does: the UNet handles latent sizes that are not a multiple of its own
+down-sampling factor), encode (VAE latent mean x scaling factor), unet (family-specific, families/),
+decode (VAE decoder + the family's read-out), postprocess (unpad, the family's resize back to the
+input size, normals renormalised and rotated into the ROS optical frame).
 
 The network runs in `dtype`; pre- and post-processing run in float32. Not thread-safe: use one
 predictor per thread.
@@ -35,17 +36,18 @@ from depth_ft_ros.core.families import (
     get_family,
     get_normals_frame,
     make_runner,
+    resolve_noise,
     resolve_steps,
     to_optical_frame,
 )
 from depth_ft_ros.core.families import checkpoint as ckpt
-from depth_ft_ros.core.families.base import normalize_normals
 from depth_ft_ros.core.families.detect import (
     CheckpointConfigs,
     check_family_fits,
     default_normals_frame,
     detect_family,
     name_hints,
+    trained_with_e2e_ft_code,
 )
 from depth_ft_ros.core.families.runtime import StageTimer, check_frame, resolve_device, resolve_dtype
 
@@ -92,7 +94,15 @@ class EncodedFrame:
     vae_key: str
     processing_resolution: int
     timings_ms: dict[str, float]
-    timings_claimed: bool = False  # set once a prediction has reported these timings
+    _timings_taken: bool = field(default=False, init=False, repr=False)
+
+    def take_timings(self) -> dict[str, float]:
+        """The preprocess/encode timings the first time (its first user reports and counts them),
+        then {} (the work was done once)."""
+        if self._timings_taken:
+            return {}
+        self._timings_taken = True
+        return dict(self.timings_ms)
 
 
 @dataclass(frozen=True)
@@ -101,13 +111,16 @@ class PredictorOptions:
 
     family: str | None = None  # override detection, e.g. "e2e-ft-depth"
     revision: str | None = None  # Hub revision
-    noise: str = "zeros"  # "zeros" | "gaussian" (Lotus-G, Marigold few-step)
-    seed: int = 0  # for noise="gaussian"
+    # Initial latent of 8-channel UNets; None: the family's default (E2E-FT zeros; Lotus-G and Marigold
+    # few-step "gaussian"). "zeros" | "gaussian" (one fixed-seed latent per latent size, reused every
+    # frame) | "gaussian-per-frame" (a new latent per frame: seeds seed, seed+1, ...).
+    noise: str | None = None
+    seed: int = 0  # for the Gaussian noise kinds (and DDPM's few-step noise)
     num_inference_steps: int | None = None  # Marigold few-step: 1-4 (default from model_index)
     channels_last: bool = False
     attention: str = "sdpa"  # "sdpa" (torch scaled_dot_product_attention) | "eager"
     compile: bool = False  # torch.compile the UNet and the VAE encoder/decoder
-    pad_multiple: int | None = None  # default: 8 px (VAE) x 2^(UNet down blocks - 1)
+    pad_multiple: int | None = None  # default: 8 px, the VAE factor (as diffusers)
     normals_frame: str | None = None  # override the family's frame: "left-up-back" | "right-up-back"
     match_input_resolution: bool = True  # False: outputs stay at the processing size (unpadded)
 
@@ -202,10 +215,11 @@ class DepthFtPredictor:
         else:
             spec = detect_family(configs)
         steps = resolve_steps(spec, opts.num_inference_steps, configs.model_index)
+        resolve_noise(spec, opts.noise)  # fail before loading weights
         frame = default_normals_frame(spec, configs.hints)
         if opts.normals_frame is not None:
             frame = get_normals_frame(opts.normals_frame)
-        pad_multiple = _pad_multiple(vae_config, configs.unet, opts.pad_multiple)
+        pad_multiple = _pad_multiple(vae_config, opts.pad_multiple)
 
         text_embedding = ckpt.empty_text_embedding(model_dir)
         unet = ckpt.load_component(model_dir, "unet", resolved_dtype).to(resolved_device)
@@ -213,6 +227,7 @@ class DepthFtPredictor:
         runner = make_runner(
             spec, unet, configs.scheduler, configs.model_index,
             num_inference_steps=opts.num_inference_steps, noise=opts.noise, seed=opts.seed,
+            e2e_ft_readout=trained_with_e2e_ft_code(spec, configs.hints),
         )
         assert vae_weights is not None
         predictor = cls(
@@ -313,9 +328,7 @@ class DepthFtPredictor:
             timer.lap("encode")
         else:
             latent, geometry = self._adopt(encoded, frames)
-            if not encoded.timings_claimed:  # count the shared encoding once, in its first user
-                encoded.timings_claimed = True
-                timer.add(encoded.timings_ms)
+            timer.add(encoded.take_timings())  # the shared encoding counts once, in its first user
         if self.channels_last:
             latent = latent.contiguous(memory_format=torch.channels_last)
         pred_latent = self.runner.denoise(latent, self._text)
@@ -375,11 +388,8 @@ class DepthFtPredictor:
     def _postprocess(self, result: torch.Tensor, geometry: FrameGeometry) -> np.ndarray:
         pad_h, pad_w = geometry.padding_hw
         result = result[:, :, : result.shape[2] - pad_h, : result.shape[3] - pad_w]
-        if self.match_input_resolution and tuple(result.shape[-2:]) != geometry.input_hw:
-            # Plain bilinear (no antialias), as diffusers' Marigold pipelines resize outputs.
-            result = F.interpolate(result, geometry.input_hw, mode="bilinear")
-            if self.task == "normals":
-                result = normalize_normals(result)
+        size_hw = geometry.input_hw if self.match_input_resolution else geometry.processed_hw
+        result = self.runner.resize_back(result, size_hw)
         if self.task == "normals":
             assert self.normals_frame is not None
             return to_optical_frame(result, self.normals_frame).permute(0, 2, 3, 1).cpu().numpy()
@@ -397,11 +407,10 @@ class DepthFtPredictor:
         return prediction
 
 
-def _pad_multiple(vae_config: dict[str, Any], unet_config: dict[str, Any], requested: int | None) -> int:
+def _pad_multiple(vae_config: dict[str, Any], requested: int | None) -> int:
     vae_factor = 2 ** (len(vae_config.get("block_out_channels", [0] * 4)) - 1)
-    unet_factor = 2 ** (len(unet_config.get("down_block_types", [0] * 4)) - 1)
-    if requested is None:
-        return vae_factor * unet_factor
+    if requested is None:  # diffusers pads to the VAE factor; the UNet copes with any latent size
+        return vae_factor
     if not isinstance(requested, int) or requested <= 0 or requested % vae_factor:
         raise ConfigError(
             f"pad_multiple must be a positive multiple of {vae_factor} (the VAE factor), got {requested!r}"

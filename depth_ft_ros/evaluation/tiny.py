@@ -2,10 +2,16 @@
 
 make_tiny_model(out_dir, "e2e-ft-depth") writes what the Hub checkpoints hold: model_index.json,
 unet/, vae/, scheduler/, text_encoder/ + tokenizer/ (a tiny CLIP with a byte-level vocabulary built
-here, no Hub access) and a README.md model card. Every config field the loader reads has its real
-value (SD2 noise schedule, prediction_type, Lotus' projection class embedding of width 4, ...); only
-the widths are small: a 640x480 frame at processing resolution 768 runs in a few tenths of a second
-on a CPU. The same seed gives byte-identical files, and the same VAE for every family.
+here, no Hub access) and a README.md model card. Every config value comes from the family's record
+of its published checkpoint (families/published.py): scheduler class, prediction_type, timestep
+spacing, SD2 noise schedule, model_index class name and fields, sample sizes, VAE scaling factor,
+Lotus' projection class embedding. The networks keep the real structure (VAE: 4 blocks, 8x; UNet:
+SD2's 4 down / 4 up blocks, 8x down-sampling, so latent sizes that are not a multiple of 8 take the
+UNet's forward_upsample_size path as with the real model); only the widths are small (2 layers per block
+as in SD2), and the UNet's highest-resolution level has no cross-attention (attention over
+96x72 latent tokens would dominate CPU time). A 640x480 frame at processing resolution 768 runs in a
+few tenths of a second on a CPU. The same seed gives byte-identical files, and the same VAE for every
+family.
 """
 
 from __future__ import annotations
@@ -17,18 +23,14 @@ import torch
 
 from depth_ft_ros.core.families import FAMILIES, get_family
 from depth_ft_ros.core.families.checkpoint import quiet_hf_progress
+from depth_ft_ros.core.families.published import (
+    PUBLISHED,
+    SD2_DOWN_BLOCKS,
+    SD2_UP_BLOCKS,
+    SD_VAE_SCALING_FACTOR,
+    PublishedCheckpoint,
+)
 
-# Real SD2 / Marigold / Lotus schedule: scaled_linear 0.00085..0.012 over 1000 steps.
-_SCHEDULE = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-}
-SD_VAE_SCALING_FACTOR = 0.18215
 TEXT_DIM = 32  # cross_attention_dim (1024 in SD2)
 
 
@@ -82,69 +84,52 @@ def _text_encoder(out_dir: Path, vocab_size: int) -> None:
         CLIPTextModel(config).save_pretrained(out_dir / "text_encoder")
 
 
-def _vae(out_dir: Path) -> None:
+def _vae(out_dir: Path, sample_size: int) -> None:
     from diffusers import AutoencoderKL
 
     # 4 blocks: the real 8x downsampling (the SD2 VAE has 128/256/512/512 channels, 2 layers per block).
     AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, sample_size=768,
+        block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, sample_size=sample_size,
         scaling_factor=SD_VAE_SCALING_FACTOR,
     ).save_pretrained(out_dir / "vae")
 
 
-def _unet(out_dir: Path, in_channels: int, lotus: bool) -> None:
+def _unet(out_dir: Path, in_channels: int, published: PublishedCheckpoint) -> None:
     from diffusers import UNet2DConditionModel
 
-    # Cross-attention only at the lower level: attention over 72x96 latent tokens would dominate.
-    extra = {"class_embed_type": "projection", "projection_class_embeddings_input_dim": 4} if lotus else {}
+    # SD2's block layout (4 levels, 8x down-sampling) with small widths; the first level's
+    # cross-attention blocks become plain ones (see the module docstring).
+    down = ("DownBlock2D", *SD2_DOWN_BLOCKS[1:])
+    up = (*SD2_UP_BLOCKS[:-1], "UpBlock2D")
     UNet2DConditionModel(
-        sample_size=96, in_channels=in_channels, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=TEXT_DIM,
-        attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=8, **extra,
+        sample_size=published.unet_sample_size, in_channels=in_channels, out_channels=4,
+        down_block_types=down, up_block_types=up, block_out_channels=(16, 32, 32, 32), layers_per_block=2,
+        cross_attention_dim=TEXT_DIM, attention_head_dim=(2, 2, 4, 4), use_linear_projection=True,
+        norm_num_groups=8, **published.unet_extra,
     ).save_pretrained(out_dir / "unet")
 
 
-def _scheduler(out_dir: Path, prediction_type: str) -> None:
-    from diffusers import DDIMScheduler
+def _scheduler(out_dir: Path, published: PublishedCheckpoint) -> None:
+    import diffusers
 
-    DDIMScheduler(**_SCHEDULE, prediction_type=prediction_type, timestep_spacing="trailing").save_pretrained(
-        out_dir / "scheduler"
-    )
+    scheduler_cls = getattr(diffusers, published.scheduler_class)
+    scheduler_cls.from_config(published.scheduler_config()).save_pretrained(out_dir / "scheduler")
 
 
 def _model_index(family: str) -> dict[str, object]:
     import diffusers
 
-    spec = get_family(family)
+    published = PUBLISHED[family]
     components = {
-        "scheduler": ["diffusers", "DDIMScheduler"],
+        "scheduler": ["diffusers", published.scheduler_class],
         "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"],
         "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     }
-    index: dict[str, object] = {"_diffusers_version": diffusers.__version__}
-    if family.startswith("marigold-"):  # prs-eth checkpoints name their diffusers pipeline
-        is_depth = spec.task == "depth"
-        index |= {
-            "_class_name": "MarigoldDepthPipeline" if is_depth else "MarigoldNormalsPipeline",
-            "prediction_type": spec.task,
-            "default_denoising_steps": 4,
-            "default_processing_resolution": 768,
-        }
-        index |= {"scale_invariant": True, "shift_invariant": True} if is_depth else {"use_full_z_range": True}
-    else:  # E2E-FT and Lotus ship StableDiffusionPipeline-style folders
-        index |= {
-            "_class_name": "StableDiffusionPipeline",
-            "feature_extractor": [None, None],
-            "safety_checker": [None, None],
-            "requires_safety_checker": False,
-        }
-    return index | components
+    return {"_diffusers_version": diffusers.__version__, **published.model_index, **components}
 
 
 def _model_card(family: str, seed: int) -> str:
@@ -163,19 +148,19 @@ def make_tiny_model(out_dir: str | Path, family: str, seed: int = 0) -> Path:
     spec = get_family(family)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    prediction_type = "sample" if spec.arch == "lotus" else "v_prediction"
+    published = PUBLISHED[family]
     # One fixed seed per component: the VAE (and text encoder) are identical across families, as the
     # real checkpoints all share the SD2 VAE.
     builders = (
-        (0, lambda: _vae(out)),
+        (0, lambda: _vae(out, published.vae_sample_size)),
         (1, lambda: _text_encoder(out, _tokenizer(out))),
-        (2, lambda: _unet(out, spec.unet_in_channels, spec.arch == "lotus")),
+        (2, lambda: _unet(out, spec.unet_in_channels, published)),
     )
     for offset, build in builders:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 1000 + offset)
             build()
-    _scheduler(out, prediction_type)
+    _scheduler(out, published)
     (out / "model_index.json").write_text(json.dumps(_model_index(family), indent=2) + "\n")
     (out / "README.md").write_text(_model_card(family, seed))
     return out

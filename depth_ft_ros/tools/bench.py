@@ -5,9 +5,10 @@
 The frame is the Middlebury Motorcycle image resized to WxH. Each stage (preprocess, encode, unet,
 decode, postprocess) and the total are the median over N runs after one warm-up. For E2E-FT and
 Marigold checkpoints the same weights also run through diffusers' MarigoldDepthPipeline /
-MarigoldNormalsPipeline (1 step DDPM trailing, or the predictor's few-step scheduler; zero latents,
-ensemble 1, same processing resolution) in the same process, and the ratio ours/diffusers is printed
-with the largest output difference. Without --model a tiny random e2e-ft-depth is made in a temp dir.
+MarigoldNormalsPipeline (1 step DDPM trailing, or the predictor's few-step scheduler; the predictor's
+own initial latent (zeros for E2E-FT), ensemble 1, same processing resolution) in the same process,
+and the ratio ours/diffusers is printed with the largest output difference. Without --model a tiny
+random e2e-ft-depth is made in a temp dir.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def _run_diffusers(pipe: Any, predictor: Any, rgb: np.ndarray) -> np.ndarray:
     resolution = predictor.processing_resolution
     if resolution > 0:
         height, width = height * resolution // max(rgb.shape[:2]), width * resolution // max(rgb.shape[:2])
-    latents = torch.zeros(1, 4, -(-height // 8), -(-width // 8), device=predictor.device, dtype=predictor.dtype)
+    shape = (1, 4, -(-height // 8), -(-width // 8))
+    latents = predictor.runner.noise(torch.zeros(shape, device=predictor.device, dtype=predictor.dtype))
     out = pipe(image, num_inference_steps=predictor.num_inference_steps, ensemble_size=1,
                processing_resolution=resolution, latents=latents, output_type="np")
     return out.prediction[0]
@@ -164,8 +166,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             difference = np.abs(ours.normals - expected * np.array(predictor.normals_frame.to_optical)).max()
         reference = _median_ms(diffusers_ms)
-        if any(size % predictor.pad_multiple for size in ours.processing_hw):
+        if predictor.pad_multiple != 8 and any(size % predictor.pad_multiple for size in ours.processing_hw):
             print(f"  note: padded to x{predictor.pad_multiple} here, x8 in diffusers: outputs differ near the edges")
+        if getattr(predictor.runner, "e2e_ft_readout", False) and predictor.task == "normals":
+            print("  note: E2E-FT normals are read out as its authors do (no clip before normalising, "
+                  "antialiased resize back), diffusers clips first")
         print(
             f"  diffusers    {reference:9.1f} ms  ({type(pipe).__name__}, same weights, runs interleaved)\n"
             f"  ratio ours/diffusers {_median_ms(ours_ms['total']) / reference:.3f}  "

@@ -1,8 +1,13 @@
 """Model families: the registry, and the factory that builds the runner for one.
 
     e2e-ft-depth, e2e-ft-normals          marigold.py (1 step at t=999, zeros)
-    marigold-depth, marigold-normals      marigold.py (1-4 trailing steps through the scheduler)
-    lotus-{g,d}-{depth,disparity,normals} lotus.py    (class-label task switcher, x0 = output)
+    marigold-depth, marigold-normals      marigold.py (1-4 trailing steps through the scheduler,
+                                                       fixed-seed Gaussian start)
+    lotus-{g,d}-{depth,disparity,normals} lotus.py    (class-label task switcher, x0 = output;
+                                                       Lotus-G: fixed-seed Gaussian noise latent)
+
+Noise (8-channel UNets): each family defaults to what it was trained with (FamilySpec.default_noise);
+`noise=` overrides it, see base.NOISE_KINDS.
 
 Which family a checkpoint is comes from its own configs (see detect.py) unless `family=` says so.
 """
@@ -16,10 +21,12 @@ import torch
 from depth_ft_ros.core.errors import ConfigError
 from depth_ft_ros.core.families.base import (
     LEFT_UP_BACK,
+    NOISE_KINDS,
     NORMALS_FRAMES,
     RIGHT_UP_BACK,
     FamilyRunner,
     FamilySpec,
+    NoiseLatents,
     NormalsFrame,
     to_optical_frame,
 )
@@ -37,6 +44,9 @@ def _marigold_arch(base: str, task: str) -> FamilySpec:
         single_step=e2e_ft,
         summary=f"E2E-FT {task}: 1 step at t=999, zero noise" if e2e_ft
         else f"original Marigold {task}: 1-4 trailing steps through the scheduler",
+        # E2E-FT was fine-tuned with zero noise; Marigold was trained (and diffusers runs it) with
+        # Gaussian noise: a fixed-seed latent keeps it in distribution and deterministic.
+        default_noise="zeros" if e2e_ft else "gaussian",
     )
 
 
@@ -51,6 +61,9 @@ def _lotus(variant: str, output: str) -> FamilySpec:
         normals_frame=LEFT_UP_BACK if task == "normals" else None,
         single_step=True,
         summary=f"Lotus-{variant.upper()} {output}: x0 prediction at t=999 with the task switcher",
+        # Lotus-G was trained with Gaussian noise at t=999 (zeros are outside its training inputs);
+        # Lotus-D has no noise input.
+        default_noise="gaussian" if variant == "g" else "zeros",
     )
 
 
@@ -61,9 +74,6 @@ FAMILIES: dict[str, FamilySpec] = {
         *(_lotus(variant, output) for variant in ("g", "d") for output in ("depth", "disparity", "normals")),
     )
 }
-
-NOISE_KINDS = ("zeros", "gaussian")
-
 
 def get_family(name: str) -> FamilySpec:
     """The spec for a family name; ConfigError listing the families when unknown."""
@@ -100,9 +110,19 @@ def resolve_steps(spec: FamilySpec, num_inference_steps: int | None, model_index
     return steps
 
 
-def check_noise(noise: str) -> None:
-    if noise not in NOISE_KINDS:
-        raise ConfigError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
+def check_noise(noise: str | None) -> None:
+    if noise is not None and noise not in NOISE_KINDS:
+        raise ConfigError(f"noise must be one of {', '.join(NOISE_KINDS)} (or unset), got {noise!r}")
+
+
+def resolve_noise(spec: FamilySpec, noise: str | None) -> str:
+    """The noise kind for `spec`: the family's default unless `noise` says otherwise."""
+    check_noise(noise)
+    if noise is None:
+        return spec.default_noise
+    if spec.unet_in_channels != 8 and noise != "zeros":
+        raise ConfigError(f"family {spec.name} has no noise input; noise must be unset or zeros, got {noise!r}")
+    return noise
 
 
 def make_runner(
@@ -112,16 +132,21 @@ def make_runner(
     model_index: dict[str, Any],
     *,
     num_inference_steps: int | None,
-    noise: str,
+    noise: str | None,
     seed: int,
+    e2e_ft_readout: bool = False,
 ) -> FamilyRunner:
-    """Build the runner for `spec`, validating the options that only some families take."""
-    check_noise(noise)
+    """Build the runner for `spec`, validating the options that only some families take.
+
+    e2e_ft_readout: decode normals as the E2E-FT authors do (Marigold-architecture checkpoints trained
+    with their code); see marigold.py.
+    """
+    latents = NoiseLatents(resolve_noise(spec, noise), seed)
     steps = resolve_steps(spec, num_inference_steps, model_index)
     if spec.arch == "lotus":
         from depth_ft_ros.core.families.lotus import LotusRunner
 
-        return LotusRunner(spec, unet, scheduler_config, noise=noise, seed=seed)
+        return LotusRunner(spec, unet, scheduler_config, noise=latents)
 
     from depth_ft_ros.core.families.marigold import MarigoldRunner
 
@@ -130,9 +155,9 @@ def make_runner(
         unet,
         scheduler_config,
         num_inference_steps=steps,
-        noise=noise,
-        seed=seed,
+        noise=latents,
         use_full_z_range=bool(model_index.get("use_full_z_range", True)),
+        e2e_ft_readout=e2e_ft_readout or spec.name.startswith("e2e-ft"),
     )
 
 
@@ -140,6 +165,7 @@ __all__ = [
     "FAMILIES",
     "LEFT_UP_BACK",
     "MAX_FEW_STEPS",
+    "NOISE_KINDS",
     "NORMALS_FRAMES",
     "RIGHT_UP_BACK",
     "FamilyRunner",
@@ -149,6 +175,7 @@ __all__ = [
     "get_family",
     "get_normals_frame",
     "make_runner",
+    "resolve_noise",
     "resolve_steps",
     "to_optical_frame",
 ]

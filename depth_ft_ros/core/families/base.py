@@ -1,4 +1,5 @@
-"""What every model family shares: its static description, the normals frames, and the x0 formula.
+"""What every model family shares: its static description, the normals frames, the x0 formula, the
+initial (noise) latent, and resizing outputs back to the input size.
 
 A family is a (network architecture, output) pair, e.g. "e2e-ft-depth" or "lotus-g-normals". Its
 `FamilySpec` is data only; the code that runs it lives in one module per architecture (marigold.py,
@@ -11,9 +12,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 
 TASKS = ("depth", "normals")
 SPACES = ("depth", "disparity")
+# "zeros"; "gaussian": one fixed-seed Gaussian latent per latent size, drawn once and reused for every
+# frame; "gaussian-per-frame": a fresh Gaussian latent per frame, seeds seed, seed+1, ...
+NOISE_KINDS = ("zeros", "gaussian", "gaussian-per-frame")
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class FamilySpec:
     normals_frame: NormalsFrame | None
     single_step: bool  # True: one UNet call at the last training timestep, no scheduler loop
     summary: str
+    default_noise: str = "zeros"  # the initial latent next to the image latent (8-channel UNets)
 
 
 def x0_from_model_output(
@@ -84,6 +90,50 @@ def x0_from_model_output(
     raise ValueError(f"unsupported prediction_type {prediction_type!r}")
 
 
+class NoiseLatents:
+    """The initial latent fed next to the image latent (see NOISE_KINDS).
+
+    Drawn on a CPU generator in float32, so a seed gives the same latent on every device. Each frame
+    of a batch gets what it would get alone ("gaussian": the same latent; "gaussian-per-frame": the
+    next seeds in order).
+    """
+
+    def __init__(self, kind: str, seed: int) -> None:
+        if kind not in NOISE_KINDS:
+            raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {kind!r}")
+        self.kind = kind
+        self.seed = seed
+        self._next_seed = seed
+        self._fixed: dict[tuple[tuple[int, ...], torch.device, torch.dtype], torch.Tensor] = {}
+
+    @staticmethod
+    def _draw(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+        return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+
+    def __call__(self, like: torch.Tensor) -> torch.Tensor:
+        """A latent shaped like `like` [B, C, h, w], on its device and in its dtype."""
+        if self.kind == "zeros":
+            return torch.zeros_like(like)
+        frame_shape = (1, *like.shape[1:])
+        if self.kind == "gaussian":
+            key = (frame_shape, like.device, like.dtype)
+            if key not in self._fixed:
+                self._fixed[key] = self._draw(frame_shape, self.seed).to(like)
+            return self._fixed[key].expand_as(like)
+        frames = [self._draw(frame_shape, self._next_seed + index) for index in range(like.shape[0])]
+        self._next_seed += like.shape[0]
+        return torch.cat(frames).to(like)
+
+
+def resize_back(result: torch.Tensor, size_hw: tuple[int, int], *, antialias_down: bool) -> torch.Tensor:
+    """Bilinear resize of [B,C,h,w] outputs to size_hw; with antialias_down, antialiased along the
+    axes that shrink (torch's antialias matches plain bilinear when enlarging, up to rounding)."""
+    if tuple(result.shape[-2:]) == tuple(size_hw):
+        return result
+    shrinks = size_hw[0] < result.shape[-2] or size_hw[1] < result.shape[-1]
+    return F.interpolate(result, size_hw, mode="bilinear", antialias=antialias_down and shrinks)
+
+
 def normalize_normals(normals: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Unit-length normals along dim 1 (the norm is clamped like diffusers' normalize_normals)."""
     return normals / torch.linalg.vector_norm(normals, dim=1, keepdim=True).clamp(min=eps)
@@ -100,12 +150,18 @@ class FamilyRunner(Protocol):
 
     spec: FamilySpec
     unet: torch.nn.Module
+    noise: NoiseLatents  # the start latent next to the image latent (unused by 4-channel UNets)
 
     def denoise(self, image_latent: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
         """[B,4,h,w] scaled RGB latent -> [B,4,h,w] scaled prediction latent."""
         ...
 
     def finish_decoded(self, decoded: torch.Tensor) -> torch.Tensor:
-        """VAE decoder output [B,3,H,W] (float32) -> [B,1,H,W] values in [0,1] or [B,3,H,W] unit
-        normals in the model's own frame."""
+        """VAE decoder output [B,3,H,W] (float32) -> [B,1,H,W] values in [0,1] or [B,3,H,W] normals
+        in the model's own frame (unit length once through resize_back)."""
+        ...
+
+    def resize_back(self, result: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
+        """finish_decoded's output (unpadded) resized to size_hw where it differs; normals come out
+        with unit length."""
         ...

@@ -132,9 +132,15 @@ def check_family_fits(spec: FamilySpec, unet: dict[str, Any]) -> None:
         )
 
 
+def trained_with_e2e_ft_code(spec: FamilySpec, hints: tuple[str, ...]) -> bool:
+    """E2E-FT checkpoints, and GonzaloMG's own Marigold-normals estimator, which was trained with the
+    E2E-FT code (data loader and read-out)."""
+    gonzalomg = spec.name == "marigold-normals" and any("gonzalomg" in hint for hint in hints)
+    return spec.name.startswith("e2e-ft-") or gonzalomg
+
+
 def default_normals_frame(spec: FamilySpec, hints: tuple[str, ...]) -> NormalsFrame | None:
-    """The family's frame, except GonzaloMG's own Marigold-normals estimator, which was trained with
-    the E2E-FT data loader and so writes the E2E-FT frame."""
-    if spec.name == "marigold-normals" and any("gonzalomg" in hint for hint in hints):
+    """The family's frame, except Marigold normals trained with the E2E-FT code: the E2E-FT frame."""
+    if spec.name == "marigold-normals" and trained_with_e2e_ft_code(spec, hints):
         return LEFT_UP_BACK
     return spec.normals_frame
