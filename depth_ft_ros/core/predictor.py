@@ -21,7 +21,7 @@ import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ from depth_ft_ros.core.families.detect import (
     trained_with_e2e_ft_code,
 )
 from depth_ft_ros.core.families.runtime import StageTimer, check_frame, resolve_device, resolve_dtype
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL
 
 _ATTENTION = ("sdpa", "eager")
 
@@ -140,7 +143,7 @@ class DepthFtPredictor:
         self,
         *,
         runner: FamilyRunner,
-        vae: torch.nn.Module,
+        vae: AutoencoderKL,
         text_embedding: torch.Tensor,
         spec: FamilySpec,
         normals_frame: NormalsFrame | None,

@@ -164,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         if predictor.task == "depth":
             difference = np.abs(ours.depth - expected[..., 0]).max()
         else:
+            assert predictor.normals_frame is not None  # every normals family has one
             difference = np.abs(ours.normals - expected * np.array(predictor.normals_frame.to_optical)).max()
         reference = _median_ms(diffusers_ms)
         if predictor.pad_multiple != 8 and any(size % predictor.pad_multiple for size in ours.processing_hw):

@@ -14,9 +14,7 @@ Which family a checkpoint is comes from its own configs (see detect.py) unless `
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from depth_ft_ros.core.errors import ConfigError
 from depth_ft_ros.core.families.base import (
@@ -30,6 +28,9 @@ from depth_ft_ros.core.families.base import (
     NormalsFrame,
     to_optical_frame,
 )
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DConditionModel
 
 
 def _marigold_arch(base: str, task: str) -> FamilySpec:
@@ -127,7 +128,7 @@ def resolve_noise(spec: FamilySpec, noise: str | None) -> str:
 
 def make_runner(
     spec: FamilySpec,
-    unet: torch.nn.Module,
+    unet: UNet2DConditionModel,
     scheduler_config: dict[str, Any],
     model_index: dict[str, Any],
     *,

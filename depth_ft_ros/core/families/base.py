@@ -9,10 +9,13 @@ lotus.py) and implements `FamilyRunner`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DConditionModel
 
 TASKS = ("depth", "normals")
 SPACES = ("depth", "disparity")
@@ -149,7 +152,7 @@ class FamilyRunner(Protocol):
     """The family-specific part of a prediction: latent in, decoded prediction out."""
 
     spec: FamilySpec
-    unet: torch.nn.Module
+    unet: UNet2DConditionModel
     noise: NoiseLatents  # the start latent next to the image latent (unused by 4-channel UNets)
 
     def denoise(self, image_latent: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:

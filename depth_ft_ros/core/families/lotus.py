@@ -22,11 +22,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from depth_ft_ros.core.families.base import FamilySpec, NoiseLatents, normalize_normals, resize_back
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DConditionModel
 
 # "Predict the annotation" label before the sin/cos embedding.
 ANNOTATION_TASK_LABEL = (1.0, 0.0)
@@ -45,7 +48,7 @@ class LotusRunner:
     def __init__(
         self,
         spec: FamilySpec,
-        unet: torch.nn.Module,
+        unet: UNet2DConditionModel,
         scheduler_config: dict[str, Any],
         *,
         noise: NoiseLatents | None = None,

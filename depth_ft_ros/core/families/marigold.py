@@ -25,7 +25,7 @@ Normals read-out, per who trained the checkpoint:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import diffusers
 import torch
@@ -37,6 +37,9 @@ from depth_ft_ros.core.families.base import (
     resize_back,
     x0_from_model_output,
 )
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DConditionModel
 
 # Scheduler classes whose step() the few-step path accepts; anything else falls back to DDIM.
 _STEPPABLE = ("DDIMScheduler", "DDPMScheduler", "LCMScheduler")
@@ -55,7 +58,7 @@ class MarigoldRunner:
     def __init__(
         self,
         spec: FamilySpec,
-        unet: torch.nn.Module,
+        unet: UNet2DConditionModel,
         scheduler_config: dict[str, Any],
         *,
         num_inference_steps: int = 1,
