@@ -32,7 +32,8 @@ VENV310 := .venv310
 PY310_TESTS := test/test_alignment.py test/test_camera.py test/test_cloud.py test/test_colorize.py \
 	test/test_config.py test/test_frame_sync.py test/test_lidar_sim.py test/test_local_alignment.py \
 	test/test_metrics.py test/test_middlebury.py test/test_sparse.py test/test_temporal.py \
-	test/test_eval_alignment.py test/test_demo_bag.py test/test_middleware.py test/test_import_graph.py
+	test/test_eval_alignment.py test/test_demo_bag.py test/test_middleware.py test/test_import_graph.py \
+	test/test_confidence.py
 test-py310:
 	@py=$$(for c in python3.10 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 2>/dev/null); do \
 		$$c -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$c && break; done); \
