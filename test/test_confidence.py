@@ -4,6 +4,8 @@ hand-made depth maps whose edges and errors are known by construction."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -146,8 +148,9 @@ def test_confidence_rejects_bad_sparse_input() -> None:
                                              ("cell_px", 2.5), ("error_at_half", -1.0), ("weight_edge", -0.1),
                                              ("residual_sigma_px", math.nan), ("cloud_min_confidence", 1.5)])
 def test_settings_fail_naming_the_field(name: str, value: float) -> None:
+    kwargs: dict[str, Any] = {name: value}
     with pytest.raises(ConfigError, match=name):
-        ConfidenceSettings(**{name: value})
+        ConfidenceSettings(**kwargs)
 
 
 def test_cloud_keep_mask_drops_exactly_edges_low_confidence_and_invalid() -> None:
@@ -164,7 +167,7 @@ def test_cloud_keep_mask_drops_exactly_edges_low_confidence_and_invalid() -> Non
     np.testing.assert_array_equal(cloud_keep_mask(depth), np.isfinite(depth))
 
 
-def test_plot_curves_writes_a_png(middlebury_results: list[CaseResult], tmp_path) -> None:
+def test_plot_curves_writes_a_png(middlebury_results: list[CaseResult], tmp_path: Path) -> None:
     path = plot_curves(middlebury_results, tmp_path / "curves.png")
     img = cv2.imread(str(path))
     assert img is not None and img.shape[0] > 200 and img.shape[1] > 400
