@@ -16,6 +16,7 @@ from depth_ft_ros.core.confidence import (
     cloud_keep_mask,
     confidence_map,
     depth_edges,
+    error_split,
 )
 from depth_ft_ros.core.errors import ConfigError, InputError
 from depth_ft_ros.evaluation.confidence_eval import CaseResult, gt_depth_edges, plot_curves, run_experiment
@@ -171,3 +172,21 @@ def test_plot_curves_writes_a_png(middlebury_results: list[CaseResult], tmp_path
     path = plot_curves(middlebury_results, tmp_path / "curves.png")
     img = cv2.imread(str(path))
     assert img is not None and img.shape[0] > 200 and img.shape[1] > 400
+
+
+def test_error_split_against_known_errors() -> None:
+    depth = np.full((10, 20), 2.0, np.float32)
+    depth[:, 10:] = 2.4  # the right half is 20 % too far; the points say 2 m everywhere
+    depth[0, 0] = np.nan
+    uv = np.array([[2, 2], [4, 5], [12, 3], [15, 8], [0, 0]], np.int32)
+    z = np.full(5, 2.0, np.float32)
+    keep = np.zeros(depth.shape, bool)
+    keep[:, :10] = True
+    split = error_split(depth, uv, z, keep)
+    assert (split.n_kept, split.n_dropped) == (2, 2)  # the NaN pixel's point counts nowhere
+    assert split.kept_absrel == pytest.approx(0.0)
+    assert split.dropped_absrel == pytest.approx(0.2)
+    none_kept = error_split(depth, uv, z, np.zeros(depth.shape, bool))
+    assert math.isnan(none_kept.kept_absrel) and none_kept.n_dropped == 4
+    with pytest.raises(InputError, match="keep mask"):
+        error_split(depth, uv, z, keep[:5])

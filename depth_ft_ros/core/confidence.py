@@ -22,6 +22,10 @@ simulation, see BENCHMARKS.md "Confidence"), and confidence = 1 / (1 + e / error
 expected relative depth error is error_at_half, 1 where nothing speaks against the pixel. NaN depth -> 0.
 Without any sparse point the map is not supported by a measurement of this frame: confidence is 0 everywhere.
 
+For the node: depth_edges (the cloud's flying-pixel filter), confidence_map (depth/confidence; pass it the
+same edges mask), cloud_keep_mask (edges + ConfidenceSettings.cloud_min_confidence -> the pixels the cloud keeps),
+error_split (error at the sparse points on kept vs dropped pixels, for the replay summary).
+
 Cost: everything but the edge test runs on a grid of cell_px x cell_px cells (the terms vary slowly) and is
 upsampled bilinearly once; the edge test is two 3x3 morphology passes at full resolution.
 """
@@ -255,3 +259,34 @@ def cloud_keep_mask(depth_m: np.ndarray, edges: np.ndarray | None = None, confid
             raise InputError(f"confidence {confidence.shape} does not match the depth image {depth.shape}")
         keep &= confidence >= np.float32(min_confidence)
     return keep
+
+
+@dataclass
+class ErrorSplit:
+    """AbsRel of the depth at the sparse points that fall on kept vs dropped pixels (NaN where none)."""
+
+    kept_absrel: float
+    dropped_absrel: float
+    n_kept: int
+    n_dropped: int
+
+
+def error_split(depth_m: np.ndarray, uv: np.ndarray, z_m: np.ndarray, keep: np.ndarray) -> ErrorSplit:
+    """How wrong the kept and the dropped pixels are, measured against the sparse points (the only reference a
+    running node has): mean |depth_m(uv) - z| / z over the points with valid depth, split by keep at their pixel.
+    For the replay summary; with the local correction the points were also fitted, so both numbers are low."""
+    depth = _check_depth(depth_m)
+    uv_int, z = _check_sparse(uv, z_m, depth.shape)
+    keep_arr = np.asarray(keep, dtype=bool)
+    if keep_arr.shape != depth.shape:
+        raise InputError(f"keep mask {keep_arr.shape} does not match the depth image {depth.shape}")
+    d = depth[uv_int[:, 1], uv_int[:, 0]].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        usable = np.isfinite(z) & (z > 0) & (d > 0)
+        rel = np.abs(d - z) / z
+    kept = usable & keep_arr[uv_int[:, 1], uv_int[:, 0]]
+    dropped = usable & ~kept
+    nan = float("nan")
+    return ErrorSplit(float(rel[kept].mean()) if kept.any() else nan,
+                      float(rel[dropped].mean()) if dropped.any() else nan,
+                      int(kept.sum()), int(dropped.sum()))
