@@ -19,7 +19,14 @@ from depth_ft_ros.core.confidence import (
     error_split,
 )
 from depth_ft_ros.core.errors import ConfigError, InputError
-from depth_ft_ros.evaluation.confidence_eval import CaseResult, gt_depth_edges, plot_curves, run_experiment
+from depth_ft_ros.evaluation.confidence_eval import (
+    CaseResult,
+    gt_depth_edges,
+    markdown,
+    plot_curves,
+    run_experiment,
+    sparsification_report,
+)
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +197,11 @@ def test_error_split_against_known_errors() -> None:
     assert math.isnan(none_kept.kept_absrel) and none_kept.n_dropped == 4
     with pytest.raises(InputError, match="keep mask"):
         error_split(depth, uv, z, keep[:5])
+
+
+def test_sparsification_report_writes_the_plot_and_returns_the_numbers(tmp_path: Path) -> None:
+    results = sparsification_report(tmp_path / "c.png", lines=(16,), methods=("local",), downsample=4)
+    assert (tmp_path / "c.png").is_file() and len(results) == 1
+    assert results[0].curves["oracle"][0] == pytest.approx(results[0].absrel)  # nothing removed: the mean error
+    table = markdown(results)
+    assert table[2].startswith("| 16 lines | local |")

@@ -23,6 +23,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -212,6 +213,14 @@ def plot_curves(results: list[CaseResult], path: Path) -> Path:
     return path
 
 
+def sparsification_report(png_path: Path, **experiment: Any) -> list[CaseResult]:
+    """Run the experiment (run_experiment's keyword arguments), write the curves to png_path, return the numbers
+    (markdown(results) renders them as the BENCHMARKS tables)."""
+    results = run_experiment(**experiment)
+    plot_curves(results, png_path)
+    return results
+
+
 def time_confidence(width: int = 640, height: int = 480, n_lines: int = 16, repeats: int = 50,
                     settings: ConfidenceSettings | None = None) -> dict[str, float]:
     """Per-frame cost (ms, median and min) of edges + confidence + keep mask on the frame resized to width x height."""
@@ -264,9 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin-rad", type=float, default=0.0, help="narrow the LiDAR's vertical field of view")
     parser.add_argument("--timing", action="store_true", help="also time confidence + filter at 640x480")
     args = parser.parse_args(argv)
-    results = run_experiment(seed=args.seed, smear_factor=args.smear_factor, margin_rad=args.margin_rad)
+    results = sparsification_report(args.plot, seed=args.seed, smear_factor=args.smear_factor,
+                                    margin_rad=args.margin_rad)
     print("\n".join(markdown(results)))
-    print(f"plot: {plot_curves(results, args.plot)}")
+    print(f"plot: {args.plot}")
     if args.timing:
         print({k: round(v, 3) for k, v in time_confidence().items()})
     return 0
