@@ -33,14 +33,15 @@ PY310_TESTS := test/test_alignment.py test/test_camera.py test/test_cloud.py tes
 	test/test_config.py test/test_frame_sync.py test/test_lidar_sim.py test/test_local_alignment.py \
 	test/test_metrics.py test/test_middlebury.py test/test_sparse.py test/test_temporal.py \
 	test/test_eval_alignment.py test/test_demo_bag.py test/test_middleware.py test/test_aligner_paths.py \
-	test/test_import_graph.py test/test_metric_aligner.py
+	test/test_import_graph.py test/test_metric_aligner.py test/test_confidence.py test/test_rectify.py \
+	test/test_transform_in_time.py test/test_bag_compat.py
 test-py310:
 	@py=$$(for c in python3.10 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 2>/dev/null); do \
 		$$c -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$c && break; done); \
 	if [ -z "$$py" ]; then echo "test-py310: no Python 3.10 interpreter found: skipped"; exit 0; fi; \
 	test -x $(VENV310)/bin/python || $$py -m venv $(VENV310); \
 	$(VENV310)/bin/python -m pip install -q --disable-pip-version-check numpy scipy opencv-python-headless \
-		scikit-image pyyaml pytest rosbags && \
+		scikit-image pyyaml pytest rosbags mcap mcap-ros2-support && \
 	$(VENV310)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . && \
 	$(VENV310)/bin/python -m pytest -q $(PY310_TESTS)
 
