@@ -1,17 +1,33 @@
 """ros2 launch depth_ft_ros depth_ft.launch.py [camera:=/camera] [image:=...] [params_file:=...] [rviz:=true]
 
 Starts depth_ft_node (configures and activates itself: autostart) with its topics remapped to a camera
-namespace, and optionally RViz with the bundled display config.
+namespace, and optionally RViz with the bundled display config rewritten for the namespace, the LiDAR topic and
+`fixed_frame`.
 """
 
 import os
+import tempfile
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
+
+
+def _rviz(context, share: str) -> list:
+    from depth_ft_ros.ros.rviz_config import render_rviz_config
+
+    def value(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    with open(os.path.join(share, "config", "depth_ft.rviz"), encoding="utf-8") as handle:
+        text = render_rviz_config(handle.read(), value("namespace"), value("sparse_points"), value("fixed_frame"))
+    with tempfile.NamedTemporaryFile("w", suffix=".rviz", prefix="depth_ft_", delete=False) as rendered:
+        rendered.write(text)
+    return [Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+                 arguments=["-d", rendered.name], parameters=[{"use_sim_time": value("use_sim_time") == "true"}])]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -37,6 +53,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("namespace", default_value="depth_ft", description="namespace of the outputs"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/depth_ft.rviz"),
+        DeclareLaunchArgument("fixed_frame", default_value="camera_optical_frame",
+                              description="RViz fixed frame (e.g. odom or map on a moving robot)"),
         LifecycleNode(
             package="depth_ft_ros", executable="depth_ft_node", name="depth_ft_node", namespace=arg("namespace"),
             output="screen",
@@ -49,10 +67,5 @@ def generate_launch_description() -> LaunchDescription:
                 ("sparse_depth", arg("sparse_depth")),
             ],
         ),
-        Node(
-            package="rviz2", executable="rviz2", name="rviz2", output="screen",
-            arguments=["-d", os.path.join(share, "config", "depth_ft.rviz")],
-            parameters=[{"use_sim_time": arg("use_sim_time")}],
-            condition=IfCondition(arg("rviz")),
-        ),
+        OpaqueFunction(function=_rviz, args=[share], condition=IfCondition(arg("rviz"))),
     ])

@@ -188,13 +188,13 @@ class Probe:
         self.info = node.create_publisher(CameraInfo, "camera_info", 10)
         self.points = node.create_publisher(PointCloud2, "sparse_points", 10)
         self.out = {topic: ros_graph.collect(node, msg_type, topic) for topic, msg_type in [
-            ("depth", Image), ("depth/camera_info", CameraInfo), ("depth/relative", Image), ("normals", Image),
-            ("points", PointCloud2)]}
+            ("depth/image", Image), ("depth/camera_info", CameraInfo), ("depth/relative", Image),
+            ("normals/image", Image), ("normals/camera_info", CameraInfo), ("points", PointCloud2)]}
         self.diagnostics = ros_graph.collect(node, DiagnosticArray, "/diagnostics")
         self.rosout = ros_graph.collect(node, Log, "/rosout", ROSOUT_QOS)  # the node's log, as rqt_console sees it
         assert ros_graph.wait_for(lambda: all(p.get_subscription_count() > 0
                                               for p in (self.image, self.info, self.points)), 10.0)
-        assert ros_graph.wait_for(lambda: node.count_publishers("depth") > 0, 10.0)
+        assert ros_graph.wait_for(lambda: node.count_publishers("depth/image") > 0, 10.0)
 
     def send(self, stamp_ns: int, image: Any = None, info: Any = None, points: Any = None,
              with_points: bool = True) -> None:

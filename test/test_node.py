@@ -38,13 +38,13 @@ def test_outputs_follow_rep118_and_align_to_lidar(ros_graph: Any) -> None:
     for stamp_ns in stamps:
         probe.send(stamp_ns)
         probe.wait_output("points", stamp_ns)
-    assert probe.graph.wait_for(lambda: len(probe.out["normals"]) == 3, 10.0)
+    assert probe.graph.wait_for(lambda: len(probe.out["normals/image"]) == 3, 10.0)
     for topic in probe.out:  # one of each output per input frame, stamps equal to the inputs'
         assert sorted(stamp_ns_of(m) for m in probe.out[topic]) == stamps, topic
 
-    depth_msg = probe.out["depth"][-1]
+    depth_msg = probe.out["depth/image"][-1]
     info = probe.out["depth/camera_info"][-1]
-    for msg in (depth_msg, info, probe.out["normals"][-1], probe.out["points"][-1]):
+    for msg in (depth_msg, info, probe.out["normals/image"][-1], probe.out["points"][-1]):
         assert msg.header.frame_id == CAMERA_FRAME
     assert (depth_msg.encoding, depth_msg.height, depth_msg.width) == ("32FC1", s.rgb.shape[0], s.rgb.shape[1])
     assert (info.height, info.width) == (depth_msg.height, depth_msg.width)
@@ -53,7 +53,7 @@ def test_outputs_follow_rep118_and_align_to_lidar(ros_graph: Any) -> None:
     assert np.isfinite(depth_m).mean() > 0.9
     assert np.nanmin(depth_m) >= 0.1 and np.nanmax(depth_m) <= 20.0  # REP 118 metres within min/max_depth
 
-    normals_msg = probe.out["normals"][-1]
+    normals_msg = probe.out["normals/image"][-1]
     assert normals_msg.encoding == "32FC3"
     normals = image_to_numpy(normals_msg, "f4", 3)
     np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-3)
@@ -158,17 +158,17 @@ def test_bad_input_is_counted_and_the_next_good_frame_is_processed(ros_graph: An
         assert ros_graph.wait_for(lambda k=kind, b=before: node.stats.warnings[k] > b, 10.0), label
         stamp_ns += 100_000_000
         probe.send(stamp_ns)  # the next good frame is processed
-        probe.wait_output("normals", stamp_ns)
+        probe.wait_output("normals/image", stamp_ns)
 
     # Points that are NaN, inf or behind the camera, and an empty cloud: the frame is still published.
     for points in (nan_points, np.zeros((0, 3))):
         stamp_ns += 100_000_000
         probe.send(stamp_ns, points=cloud_msg(points, stamp_ns))
-        probe.wait_output("normals", stamp_ns)
+        probe.wait_output("normals/image", stamp_ns)
     # Stamps going backwards: warned, alignment state reset, frame processed.
     stamp_ns -= 10_000_000_000
     probe.send(stamp_ns)
-    probe.wait_output("depth", stamp_ns)
+    probe.wait_output("depth/image", stamp_ns)
     assert node.stats.warnings["stamp_backwards"] == 1
     assert node._worker is not None and node._worker.is_alive()
 
@@ -185,7 +185,7 @@ def test_overload_keeps_latency_bounded_and_counts_drops(ros_graph: Any) -> None
     # Measure the processing time first, then send at ~4x that rate.
     for i in range(3):
         probe.send(T0_NS + i, with_points=False)
-        probe.wait_output("normals", T0_NS + i)
+        probe.wait_output("normals/image", T0_NS + i)
     work_ms = float(np.median([w for _, _, w in node.stats.recent_frames]))
     interval_s = work_ms / 4e3
     rss_before = rss_mb()
@@ -278,7 +278,8 @@ def test_node_process_started_as_users_do_publishes_over_dds(ros_graph: Any, tmp
                              str(params)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         watcher = ros_graph.node("process_watcher")
-        assert ros_graph.wait_for(lambda: watcher.count_publishers("depth") > 0, 120.0), "node process never came up"
+        assert ros_graph.wait_for(lambda: watcher.count_publishers("depth/image") > 0, 120.0), \
+            "node process never came up"
         probe = Probe(ros_graph)
         stamp_ns = T0_NS
         for i in range(30):  # frames sent before the node is active are counted as `inactive`: send until one lands
@@ -287,7 +288,7 @@ def test_node_process_started_as_users_do_publishes_over_dds(ros_graph: Any, tmp
             if probe.graph.wait_for(lambda s=stamp_ns: any(stamp_ns_of(m) == s for m in probe.out["points"]), 3.0):
                 break
         cloud = probe.wait_output("points", stamp_ns)
-        depth_m = image_to_numpy(probe.wait_output("depth", stamp_ns), "f4", 1)
+        depth_m = image_to_numpy(probe.wait_output("depth/image", stamp_ns), "f4", 1)
         fields = cloud_fields(cloud)
         np.testing.assert_allclose(fields["z"], depth_m, rtol=1e-6, equal_nan=True)
         assert np.isfinite(depth_m).mean() > 0.9
@@ -325,5 +326,5 @@ def test_parameter_changes_at_run_time_take_effect_or_wait_for_configure(ros_gra
     assert node._diag_timer.timer_period_ns == 500_000_000
     # The node keeps working with the subscriptions it was configured with.
     probe.send(T0_NS)
-    probe.wait_output("depth", T0_NS)
+    probe.wait_output("depth/image", T0_NS)
     assert ros_graph.wait_for(lambda: node.last_alignment.get("alignment.method") == "global", 5.0)

@@ -43,7 +43,7 @@ def test_sparse_point_faults_are_named_counted_per_frame_and_the_frame_is_proces
     probe = Probe(ros_graph)
     lidar = scene().lidar_points
     probe.send(T0_NS)
-    probe.wait_output("depth", T0_NS)
+    probe.wait_output("depth/image", T0_NS)
     assert ros_graph.wait_for(lambda: node.stats.last_frame_points.get("input") == len(lidar), 5.0)
 
     # Half the cloud NaN or inf, plus points behind the camera and beside the image (placed in the camera frame).
@@ -59,7 +59,7 @@ def test_sparse_point_faults_are_named_counted_per_frame_and_the_frame_is_proces
     bad_before = node.stats.warnings["bad_sparse_points.non_finite"]
     stamp_ns = T0_NS + 100_000_000
     probe.send(stamp_ns, points=cloud_msg(points, stamp_ns))
-    probe.wait_output("depth", stamp_ns)  # the frame itself is still processed, with the finite points
+    probe.wait_output("depth/image", stamp_ns)  # the frame itself is still processed, with the finite points
 
     assert ros_graph.wait_for(lambda: node.stats.last_frame_points.get("input") == len(points), 5.0)
     counts = node.stats.last_frame_points
@@ -86,7 +86,7 @@ def test_sparse_point_faults_are_named_counted_per_frame_and_the_frame_is_proces
 
     stamp_ns += 100_000_000  # the next good frame: processed, its own counts
     probe.send(stamp_ns)
-    probe.wait_output("depth", stamp_ns)
+    probe.wait_output("depth/image", stamp_ns)
     assert ros_graph.wait_for(lambda: node.stats.last_frame_points.get("non_finite") == 0, 5.0)
     assert node.stats.internal_errors == 0
 
@@ -107,7 +107,7 @@ def test_camera_info_and_stamp_faults_are_named_and_do_not_outlive_their_frame(r
         wait_log(probe, WARN, "camera_info", "d (D)", f"has {n_coefficients} coefficients", repr(model))
         stamp_ns += 100_000_000
         probe.send(stamp_ns)  # the next good frame is processed
-        probe.wait_output("depth", stamp_ns)
+        probe.wait_output("depth/image", stamp_ns)
 
     # An image stamped an hour ahead of the clock: refused; later, correctly stamped frames are not disturbed
     # (accepted, it would make every later stamp "go backwards" and reset the alignment).
@@ -118,7 +118,7 @@ def test_camera_info_and_stamp_faults_are_named_and_do_not_outlive_their_frame(r
     for _ in range(2):
         stamp_ns += 100_000_000
         probe.send(stamp_ns)
-        probe.wait_output("depth", stamp_ns)
+        probe.wait_output("depth/image", stamp_ns)
     assert node.stats.warnings["stamp_backwards"] == 0
     assert ros_graph.wait_for(lambda: node.last_alignment.get("alignment.state") == "fitted", 5.0)
     assert node.stats.internal_errors == 0
@@ -153,7 +153,7 @@ def test_internal_errors_are_their_own_counter_logged_once_with_traceback_and_er
     assert "internal error" in message and values["internal_errors"] == "3"
 
     probe.send(T0_NS + 10)  # the next frame is processed; ERROR ends one window after the last error
-    probe.wait_output("depth", T0_NS + 10)
+    probe.wait_output("depth/image", T0_NS + 10)
     assert ros_graph.wait_for(lambda: probe.diagnostic_status()[0] == OK_LEVEL, 5.0)
 
 
@@ -243,7 +243,7 @@ def test_a_busy_worker_never_runs_beside_a_new_one(ros_graph: Any) -> None:
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert node._worker is not old
     probe.send(T0_NS + 100_000_000)
-    probe.wait_output("depth", T0_NS + 100_000_000)
+    probe.wait_output("depth/image", T0_NS + 100_000_000)
     assert workers() <= running
 
 

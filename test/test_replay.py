@@ -36,7 +36,7 @@ from depth_ft_ros.cli import main
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 FRAMES = 6
 NS = "/depth_ft"
-PER_FRAME = ("depth", "depth/camera_info", "normals", "points")
+PER_FRAME = ("depth/image", "depth/camera_info", "normals/image", "normals/camera_info", "points")
 FAST = ["--param", "processing_resolution=96"]  # the tiny network at the image's own size
 LIDAR_ONLY = ["--param", "alignment=local", "--param", "alignment_fit=scale"]
 
@@ -158,7 +158,7 @@ def test_one_output_per_frame_with_the_input_stamps(mcap_replay: dict) -> None:
     for topic in PER_FRAME:
         assert [stamp_ns(m) for m in out[f"{NS}/{topic}"]] == image_stamps, topic
     infos_in = {stamp_ns(m): m for m in in_msgs["/camera/camera_info"]}
-    for depth, info in zip(out[f"{NS}/depth"], out[f"{NS}/depth/camera_info"], strict=True):
+    for depth, info in zip(out[f"{NS}/depth/image"], out[f"{NS}/depth/camera_info"], strict=True):
         assert (depth.width, depth.height, depth.encoding) == (96, 72, "32FC1")
         assert depth.header.frame_id == info.header.frame_id == "camera_optical_frame"
         assert np.allclose(info.k, infos_in[stamp_ns(info)].k)  # the depth keeps the camera's intrinsics
@@ -196,7 +196,7 @@ def test_output_bag_opens_on_humble_and_with_the_mcap_reader(mcap_replay: dict) 
 def lidar_pixel_errors(in_msgs: dict, out: dict) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per frame: relative error of the published metric depth, and of the ground truth, at the LiDAR pixels."""
     errors = []
-    for cloud, depth_msg, info, gt_msg in zip(in_msgs["/lidar/points"], out[f"{NS}/depth"],
+    for cloud, depth_msg, info, gt_msg in zip(in_msgs["/lidar/points"], out[f"{NS}/depth/image"],
                                               out[f"{NS}/depth/camera_info"], in_msgs["/camera/depth_gt"], strict=True):
         depth, gt = float_image(depth_msg), float_image(gt_msg)
         k = np.asarray(info.k).reshape(3, 3)
@@ -240,7 +240,7 @@ def test_alignment_precision_with_a_perfect_network(tmp_path: Path, models: list
 @pytest.mark.ros
 def test_cloud_is_the_depth_backprojected(mcap_replay: dict) -> None:
     out = mcap_replay["out"]
-    cloud, depth_msg, info = out[f"{NS}/points"][0], out[f"{NS}/depth"][0], out[f"{NS}/depth/camera_info"][0]
+    cloud, depth_msg, info = out[f"{NS}/points"][0], out[f"{NS}/depth/image"][0], out[f"{NS}/depth/camera_info"][0]
     depth, k = float_image(depth_msg), np.asarray(info.k).reshape(3, 3)
     assert (cloud.height, cloud.width) == depth.shape and not cloud.is_dense
     offsets = {f.name: f.offset for f in cloud.fields}
@@ -262,7 +262,7 @@ def test_metrics_and_previews(mcap_replay: dict) -> None:
 
     in_msgs, out, summary = mcap_replay["in"], mcap_replay["out"], mcap_replay["summary"]
     gt = {stamp_ns(m): float_image(m) for m in in_msgs["/camera/depth_gt"]}
-    for frame, depth_msg in zip(summary["frames"], out[f"{NS}/depth"], strict=True):
+    for frame, depth_msg in zip(summary["frames"], out[f"{NS}/depth/image"], strict=True):
         expected = depth_metrics(float_image(depth_msg), gt[stamp_ns(depth_msg)])
         assert frame["metrics"]["absrel"] == pytest.approx(expected["absrel"], rel=1e-6)
         assert frame["metrics"]["rmse_m"] == pytest.approx(expected["rmse_m"], rel=1e-6)

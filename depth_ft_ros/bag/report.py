@@ -1,6 +1,6 @@
 """What a replay measured, per input frame, and the summary printed at its end (no ROS here).
 
-Scale/shift over time are read off the outputs: the least-squares affine map from `depth/relative` to `depth`
+Scale/shift over time are read off the outputs: the least-squares affine map from `depth/relative` to `depth/image`
 (in the prediction's space) for each frame. With the global alignment it reproduces the node's fit exactly
 (residual ~0); with local refinement it is the best global approximation, and the residual says how far the
 local correction moved away from it.

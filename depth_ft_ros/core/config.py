@@ -65,6 +65,9 @@ class NodeConfig:
                                       min_value=0.0, max_value=60.0)
     image_rectified: bool = _param(False, "The image is rectified (image_rect: geometry from P); false: raw as the "
                                    "driver publishes it (image_raw: K and distortion D)")
+    rectify_outputs: bool = _param(True, "From a raw image, publish depth, normals and the cloud in the rectified "
+                                   "geometry of P with a zero-D camera_info, as depth_image_proc and RViz read "
+                                   "them; false: in the raw geometry, with the raw camera_info")
     use_cv_bridge: bool = _param(True, "Convert images with cv_bridge where it is importable and works (robots); "
                                  "else, and for encodings it refuses, the numpy path (the pip install)",
                                  reconfigure_only=True)

@@ -21,6 +21,7 @@ from depth_ft_ros.core.cloud import cloud_arrays
 from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.enums import AlignmentMethod, AlignmentState, Space
 from depth_ft_ros.core.errors import ConfigError, InputError, ModelLoadError
+from depth_ft_ros.core.rectify import Rectifier, needs_rectification
 from depth_ft_ros.core.sparse import SparsePoints, project_sparse_points, sparse_from_depth_image
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def aligner_settings(config: NodeConfig) -> AlignerSettings:
 @dataclass
 class FrameResult:
     stamp_ns: int
-    camera: PinholeCamera  # intrinsics of every image output (same size as the input)
+    camera: PinholeCamera  # of every image output (same size as the input; the rectified camera when rectified)
     relative: np.ndarray | None  # affine-invariant depth or disparity in [0, 1]
     space: Space | None
     depth_m: np.ndarray | None  # metric, NaN invalid; None when no fit is available
@@ -101,6 +102,7 @@ class FramePipeline:
         self.config = config
         self.space = self._resolve_space(config)
         self.aligner = MetricAligner(aligner_settings(config))
+        self._rectify_cache: tuple[PinholeCamera, Rectifier] | None = None
 
     def update_config(self, config: NodeConfig) -> None:
         """Apply parameters changed at run time (from the next frame on; a frame in flight keeps its own).
@@ -153,6 +155,15 @@ class FramePipeline:
             "shared_encoder": str(self.shared_encoder).lower(),
         }
 
+    def _rectifier(self, cfg: NodeConfig, camera: PinholeCamera) -> Rectifier | None:
+        """The raw -> rectified maps of this camera (built once per camera object), or None when the outputs
+        stay in the input's geometry."""
+        if not cfg.rectify_outputs or cfg.image_rectified or not needs_rectification(camera):
+            return None
+        if self._rectify_cache is None or self._rectify_cache[0] is not camera:
+            self._rectify_cache = (camera, Rectifier.for_camera(camera))
+        return self._rectify_cache[1]
+
     def process(self, frame: FrameInput, outputs: Outputs | None = None) -> FrameResult:
         outputs = outputs or Outputs()
         cfg = self.config  # one snapshot per frame: parameters may change while it runs
@@ -167,19 +178,31 @@ class FramePipeline:
         t2 = time.perf_counter()
         timings_ms["align"] = (t2 - t1) * 1e3
 
+        # Outputs in the rectified geometry of P (what depth_image_proc and RViz assume), or the input's own.
+        camera, rgb, rectified = frame.camera, frame.rgb, cfg.image_rectified
+        rectifier = self._rectifier(cfg, frame.camera)
+        if rectifier is not None:
+            camera, rectified = rectifier.camera, True
+            depth_m = rectifier.depth(depth_m) if depth_m is not None else None
+            relative = rectifier.relative(relative) if relative is not None else None
+            normals = rectifier.normals(normals) if normals is not None else None
+            rgb = rectifier.image(rgb) if outputs.cloud and cfg.cloud_rgb and depth_m is not None else rgb
+        t3 = time.perf_counter()
+        timings_ms["rectify"] = (t3 - t2) * 1e3
+
         cloud = None
         if outputs.cloud and depth_m is not None:
             cloud = cloud_arrays(
-                depth_m, frame.camera,
-                rgb=frame.rgb if cfg.cloud_rgb else None,
+                depth_m, camera,
+                rgb=rgb if cfg.cloud_rgb else None,
                 normals=normals if cfg.cloud_normals else None,
                 stride=cfg.cloud_stride,
                 max_range_m=cfg.cloud_max_range or cfg.max_depth,
-                rectified=cfg.image_rectified,
+                rectified=rectified,
             )
-        timings_ms["cloud"] = (time.perf_counter() - t2) * 1e3
+        timings_ms["cloud"] = (time.perf_counter() - t3) * 1e3
         timings_ms["pipeline"] = (time.perf_counter() - t0) * 1e3
-        return FrameResult(frame.stamp_ns, frame.camera, relative, self.space if relative is not None else None,
+        return FrameResult(frame.stamp_ns, camera, relative, self.space if relative is not None else None,
                            depth_m, normals, cloud, report, timings_ms)
 
     # -- steps ---------------------------------------------------------------------------------------------

@@ -22,6 +22,12 @@ from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.errors import InputError
 
 
+def needs_rectification(camera: PinholeCamera) -> bool:
+    """Whether the raw image differs from the rectified one: lens distortion, a rectification rotation, or a
+    P whose intrinsics differ from K."""
+    return camera.is_distorted or not np.allclose(camera.r, np.eye(3)) or not np.allclose(camera.k, camera.p[:, :3])
+
+
 def rectified_camera(camera: PinholeCamera) -> PinholeCamera:
     """The camera of the rectified image: same size, K = P[:3, :3], zero D, identity R (binning/ROI baked in)."""
     base = camera.reduced()

@@ -4,7 +4,7 @@ Decisions where sensor_msgs is silent:
 - An all-zero P with a calibrated K (hand-written camera_info files) becomes P = [K | 0], the monocular
   convention, instead of an unusable camera.
 - An empty distortion_model is read as "plumb_bob", the ROS default.
-- R (rectification rotation) is not kept by PinholeCamera; camera_to_camera_info writes identity (monocular).
+- R (rectification rotation): all zeros, as drivers that never rectify send it, reads as identity.
 - D's length must suit its distortion model (D_LENGTHS); an empty D means no distortion with any model, as in
   image_geometry (its distortion state comes from the coefficients present).
 """
@@ -58,6 +58,9 @@ def camera_info_to_camera(msg: CameraInfo) -> PinholeCamera:
     d = np.asarray(msg.d, dtype=np.float64)
     distortion_model = msg.distortion_model or "plumb_bob"
     check_distortion(distortion_model, d)
+    r = np.asarray(msg.r, dtype=np.float64)
+    if r.size != 9:
+        raise InputError(f"sensor_msgs/CameraInfo: r has {r.size} values, expected 9")
     roi = msg.roi
     camera = PinholeCamera(
         width=int(msg.width),
@@ -69,6 +72,7 @@ def camera_info_to_camera(msg: CameraInfo) -> PinholeCamera:
         binning_x=int(msg.binning_x),
         binning_y=int(msg.binning_y),
         roi=(int(roi.x_offset), int(roi.y_offset), int(roi.height), int(roi.width), bool(roi.do_rectify)),
+        r=r,
     )
     try:
         return camera.validate()
@@ -77,7 +81,7 @@ def camera_info_to_camera(msg: CameraInfo) -> PinholeCamera:
 
 
 def camera_to_camera_info(camera: PinholeCamera, header: Header | None = None) -> CameraInfo:
-    """A CameraInfo carrying the camera's own fields (full-sensor K/P with binning and ROI, R = identity)."""
+    """A CameraInfo carrying the camera's own fields (full-sensor K/P with binning and ROI, R)."""
     msg = CameraInfo()
     if header is not None:
         msg.header = header
@@ -85,7 +89,7 @@ def camera_to_camera_info(camera: PinholeCamera, header: Header | None = None) -
     msg.distortion_model = camera.distortion_model
     msg.d = array.array("d", np.asarray(camera.d, dtype=np.float64).ravel().tolist())
     msg.k = np.asarray(camera.k, dtype=np.float64).reshape(9).copy()
-    msg.r = np.eye(3).reshape(9)
+    msg.r = np.asarray(camera.r, dtype=np.float64).reshape(9).copy()
     msg.p = np.asarray(camera.p, dtype=np.float64).reshape(12).copy()
     msg.binning_x, msg.binning_y = int(camera.binning_x), int(camera.binning_y)
     x, y, h, w, rectify = camera.roi
@@ -103,7 +107,7 @@ class CameraInfoCache:
 
     def camera(self, msg: CameraInfo) -> PinholeCamera:
         roi = msg.roi
-        key = (msg.width, msg.height, tuple(msg.k), tuple(msg.p), tuple(msg.d), msg.distortion_model,
+        key = (msg.width, msg.height, tuple(msg.k), tuple(msg.p), tuple(msg.d), tuple(msg.r), msg.distortion_model,
                msg.binning_x, msg.binning_y, roi.x_offset, roi.y_offset, roi.width, roi.height, roi.do_rectify)
         if key != self._key:
             try:

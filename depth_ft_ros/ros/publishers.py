@@ -10,7 +10,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_ft_ros.core.colorize import colorize_depth, colorize_normals
 from depth_ft_ros.core.pipeline import FrameResult
-from depth_ft_ros.ros import convert
+from depth_ft_ros.ros import convert, names
 
 # REP 2003: drivers publish reliable; KEEP_LAST 5 bounds memory when a subscriber is slow.
 OUTPUT_QOS = QoSProfile(depth=5)
@@ -20,18 +20,19 @@ class FramePublishers:
     def __init__(self, node: LifecycleNode, publish_relative: bool) -> None:
         self._node = node
         make = node.create_lifecycle_publisher
-        self.depth = make(Image, "depth", OUTPUT_QOS)
-        self.depth_info = make(CameraInfo, "depth/camera_info", OUTPUT_QOS)
-        self.relative = make(Image, "depth/relative", OUTPUT_QOS) if publish_relative else None
-        self.normals = make(Image, "normals", OUTPUT_QOS)
-        self.points = make(PointCloud2, "points", OUTPUT_QOS)
-        self.colorized = make(Image, "depth/colorized", OUTPUT_QOS)
+        self.depth = make(Image, names.DEPTH_IMAGE, OUTPUT_QOS)
+        self.depth_info = make(CameraInfo, names.DEPTH_CAMERA_INFO, OUTPUT_QOS)
+        self.relative = make(Image, names.DEPTH_RELATIVE, OUTPUT_QOS) if publish_relative else None
+        self.colorized = make(Image, names.DEPTH_COLORIZED, OUTPUT_QOS)
+        self.normals = make(Image, names.NORMALS_IMAGE, OUTPUT_QOS)
+        self.normals_info = make(CameraInfo, names.NORMALS_CAMERA_INFO, OUTPUT_QOS)
         # RViz's Image display cannot show 32FC3: a bgr8 picture of the normals for people.
-        self.normals_colorized = make(Image, "normals/colorized", OUTPUT_QOS)
+        self.normals_colorized = make(Image, names.NORMALS_COLORIZED, OUTPUT_QOS)
+        self.points = make(PointCloud2, names.POINTS, OUTPUT_QOS)
 
     def _all(self) -> list[Any]:
-        return [p for p in (self.depth, self.depth_info, self.relative, self.normals, self.points,
-                            self.colorized, self.normals_colorized) if p is not None]
+        return [p for p in (self.depth, self.depth_info, self.relative, self.colorized, self.normals,
+                            self.normals_info, self.normals_colorized, self.points) if p is not None]
 
     def anyone_listening(self) -> bool:
         return any(p.get_subscription_count() > 0 for p in self._all())
@@ -43,28 +44,21 @@ class FramePublishers:
         return self.points.get_subscription_count() > 0
 
     def publish(self, header: Any, result: FrameResult) -> None:
-        """Every output carries the input image's stamp and the camera's optical frame_id (`header`).
+        """Every output carries the input image's stamp and the camera's optical frame_id (`header`); each image
+        has its camera_info beside it (image_transport's pairing), published whenever the image is.
 
         A message nobody subscribes to is neither built nor published (megabytes per frame otherwise). The
         messages share memory with this frame's arrays (copy=False): rclpy copies them once, in publish()."""
         def wanted(pub: Any) -> bool:
             return pub is not None and pub.get_subscription_count() > 0
 
-        if result.depth_m is not None:
-            if wanted(self.depth):
-                self.depth.publish(convert.depth_to_msg(result.depth_m, header, copy=False))
-            if wanted(self.depth_info):
-                self.depth_info.publish(convert.camera_to_camera_info(result.camera, header))
+        depth_images = False
+        if result.depth_m is not None and wanted(self.depth):
+            self.depth.publish(convert.depth_to_msg(result.depth_m, header, copy=False))
+            depth_images = True
         if self.relative is not None and wanted(self.relative) and result.relative is not None:
             self.relative.publish(convert.depth_to_msg(result.relative, header, copy=False))
-        if result.normals is not None:
-            if wanted(self.normals):
-                self.normals.publish(convert.normals_to_msg(result.normals, header, copy=False))
-            if wanted(self.normals_colorized):
-                self.normals_colorized.publish(
-                    convert.bgr_to_msg(colorize_normals(result.normals), header, copy=False))
-        if result.cloud is not None:
-            self.points.publish(convert.structured_to_pointcloud2(result.cloud, header, is_dense=False, copy=False))
+            depth_images = True
         if wanted(self.colorized):
             shown = result.depth_m if result.depth_m is not None else result.relative
             if shown is not None:
@@ -72,6 +66,22 @@ class FramePublishers:
                 inverse = result.depth_m is not None or result.space != "disparity"
                 self.colorized.publish(
                     convert.bgr_to_msg(colorize_depth(shown, inverse=inverse), header, copy=False))
+                depth_images = True
+        if wanted(self.depth_info) and (depth_images or result.depth_m is not None):
+            self.depth_info.publish(convert.camera_to_camera_info(result.camera, header))
+        if result.normals is not None:
+            normals_images = False
+            if wanted(self.normals):
+                self.normals.publish(convert.normals_to_msg(result.normals, header, copy=False))
+                normals_images = True
+            if wanted(self.normals_colorized):
+                self.normals_colorized.publish(
+                    convert.bgr_to_msg(colorize_normals(result.normals), header, copy=False))
+                normals_images = True
+            if normals_images and wanted(self.normals_info):
+                self.normals_info.publish(convert.camera_to_camera_info(result.camera, header))
+        if result.cloud is not None:
+            self.points.publish(convert.structured_to_pointcloud2(result.cloud, header, is_dense=False, copy=False))
 
     def destroy(self) -> None:
         for pub in self._all():

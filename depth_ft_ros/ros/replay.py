@@ -31,6 +31,7 @@ from depth_ft_ros.bag.transforms import lookup_static
 from depth_ft_ros.core.config import NodeConfig, param_spec
 from depth_ft_ros.core.errors import ConfigError, DepthFtError, InputError
 from depth_ft_ros.core.pose import matrix_to_pose
+from depth_ft_ros.ros import names
 
 if TYPE_CHECKING:
     from depth_ft_ros.ros.replay_analysis import OutputAnalyzer
@@ -143,13 +144,13 @@ def _expected_outputs(session: ReplaySession, has_sparse: bool) -> set[str]:
     cfg = session.config
     rel: set[str] = set()
     if cfg.depth_model:
-        rel.add("depth/colorized")
+        rel |= {names.DEPTH_COLORIZED, names.DEPTH_CAMERA_INFO}
         if cfg.publish_relative:
-            rel.add("depth/relative")
+            rel.add(names.DEPTH_RELATIVE)
         if has_sparse and cfg.alignment != "off":
-            rel |= {"depth", "depth/camera_info", "points"}
+            rel |= {names.DEPTH_IMAGE, names.POINTS}
     if cfg.normals_model:
-        rel |= {"normals", "normals/colorized"}
+        rel |= {names.NORMALS_IMAGE, names.NORMALS_CAMERA_INFO, names.NORMALS_COLORIZED}
     return {r for r in rel if f"{session.namespace}/{r}" in session.output_topics}
 
 
@@ -306,7 +307,7 @@ class Replay:
                   file=sys.stderr)
             mode = "lossless" if options.lossless else f"rate {options.rate:g}"
             summary = ReplaySummary(str(bag.path), str(options.out_bag), mode, frames,
-                                    "depth" if plan.sparse_points else "depth/relative", {})
+                                    names.DEPTH_IMAGE if plan.sparse_points else names.DEPTH_RELATIVE, {})
             try:
                 session.start()
                 summary.node = session.describe_node()

@@ -19,7 +19,7 @@ from depth_ft_ros.bag.messages import COMPRESSED_IMAGE, stamp_ns_from_cdr
 from depth_ft_ros.bag.report import FrameRecord, affine_from_outputs
 from depth_ft_ros.core.errors import InputError
 from depth_ft_ros.evaluation.metrics import depth_metrics
-from depth_ft_ros.ros import convert
+from depth_ft_ros.ros import convert, names
 
 GT_MATCH_NS = 5_000_000  # a ground-truth image belongs to a frame when their stamps are this close
 MAX_PENDING = 16  # frames with one of depth / depth/relative decoded, waiting for the other
@@ -82,12 +82,12 @@ class OutputAnalyzer:
             return
         with self._lock:
             record.arrivals_s.setdefault(name, arrival_s)
-        if name in ("depth", "depth/relative"):
+        if name in (names.DEPTH_IMAGE, names.DEPTH_RELATIVE):
             image = deserialize_message(data, Image)
-            array = convert.depth_image_to_metres(image) if name == "depth" else np.array(
+            array = convert.depth_image_to_metres(image) if name == names.DEPTH_IMAGE else np.array(
                 convert.image_to_array(image), dtype=np.float32)
             self._keep(record, name, array)
-        elif name == "normals" and record.index in self._preview:
+        elif name == names.NORMALS_IMAGE and record.index in self._preview:
             normals = np.array(convert.image_to_array(deserialize_message(data, Image)), dtype=np.float32)
             with self._lock:
                 self.previews.setdefault(record.index, {})["normals"] = normals
@@ -96,13 +96,13 @@ class OutputAnalyzer:
         with self._lock:
             pending = self._pending.setdefault(record.stamp_ns, {})
             pending[name] = array
-            if name == "depth":
+            if name == names.DEPTH_IMAGE:
                 self._score(record, array)
                 if record.index in self._preview:
                     self.previews.setdefault(record.index, {})["depth"] = array
-            if "depth" in pending and "depth/relative" in pending:
+            if names.DEPTH_IMAGE in pending and names.DEPTH_RELATIVE in pending:
                 record.scale, record.shift, record.fit_residual_rel = affine_from_outputs(
-                    pending["depth"], pending["depth/relative"], self._space)
+                    pending[names.DEPTH_IMAGE], pending[names.DEPTH_RELATIVE], self._space)
                 del self._pending[record.stamp_ns]
             while len(self._pending) > MAX_PENDING:  # a frame whose pair never came (e.g. no fit): forget it
                 del self._pending[min(self._pending)]

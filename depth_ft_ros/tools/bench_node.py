@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from depth_ft_ros.core.errors import DepthFtError
+from depth_ft_ros.ros import names
 from depth_ft_ros.ros.middleware import NODE_PUBLICATION_MODE, PUBLICATION_MODE_VAR, PUBLICATION_MODES
 
 OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "cloud", "publish")
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lidar-lines", type=int, default=32)
     parser.add_argument("--processing-resolution", type=int, default=0, help="0 = native (default here)")
     parser.add_argument("--outputs", nargs="+", default=["all"],
-                        help="output topics the (separate-process) subscriber takes, or `all`; e.g. depth "
+                        help="output topics the (separate-process) subscriber takes, or `all`; e.g. depth/image "
                         "depth/camera_info points (outputs nobody takes are not computed)")
     parser.add_argument("--cloud-normals", action=argparse.BooleanOptionalAction, default=True,
                         help="normal_x/y/z in `points`")
@@ -141,9 +142,10 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
         context.try_shutdown()
 
 
-OUTPUT_TOPICS = {"depth": "Image", "depth/camera_info": "CameraInfo", "depth/relative": "Image",
-                 "normals": "Image", "normals/colorized": "Image", "depth/colorized": "Image",
-                 "points": "PointCloud2"}
+OUTPUT_TOPICS = {names.DEPTH_IMAGE: "Image", names.DEPTH_CAMERA_INFO: "CameraInfo", names.DEPTH_RELATIVE: "Image",
+                 names.DEPTH_COLORIZED: "Image", names.NORMALS_IMAGE: "Image",
+                 names.NORMALS_CAMERA_INFO: "CameraInfo", names.NORMALS_COLORIZED: "Image",
+                 names.POINTS: "PointCloud2"}
 
 
 def _subscribe_outputs(topics: list[str], received: Any, stop: Any) -> None:
