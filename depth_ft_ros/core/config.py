@@ -75,12 +75,26 @@ class NodeConfig:
                                   choices=("raw", "compressed"), reconfigure_only=True)
     sparse_input: str = _param("points", "Metric points from `sparse_points` (PointCloud2), `sparse_depth` "
                                "(Image) or none", choices=("points", "depth", "none"), reconfigure_only=True)
-    reliable_qos: bool = _param(True, "Subscribe with RELIABLE QoS (false: best-effort sensor-data QoS)",
-                                reconfigure_only=True)
+    image_qos: str = _param("auto", "Reliability of the image subscription: auto (match the publishers: reliable "
+                            "unless one is best effort), or forced", choices=("auto", "reliable", "best_effort"),
+                            reconfigure_only=True)
+    camera_info_qos: str = _param("auto", "Reliability of the camera_info subscription (as image_qos)",
+                                  choices=("auto", "reliable", "best_effort"), reconfigure_only=True)
+    sparse_qos: str = _param("auto", "Reliability of the sparse_points / sparse_depth subscription (as image_qos)",
+                             choices=("auto", "reliable", "best_effort"), reconfigure_only=True)
+    input_timeout: float = _param(5.0, "/diagnostics turns WARN when no image arrived for this long while active, s "
+                                  "(0 = never)", min_value=0.0, max_value=3600.0)
     sync_tolerance: float = _param(0.06, "Largest stamp difference paired with an image, s",
                                    min_value=0.0, max_value=10.0)
     sync_wait: float = _param(0.1, "How long a frame waits for its camera_info / sparse points, s",
                               min_value=0.0, max_value=10.0)
+    camera_frame: str = _param("", "Optical frame_id of the outputs when neither the image nor its camera_info "
+                               "header names one (empty: such frames are refused as bad input)")
+    fixed_frame: str = _param("", "Frame that does not move between a LiDAR sweep and an image (e.g. odom): points "
+                              "are moved from their frame at their stamp to the camera at the image stamp through "
+                              "it (tf2); empty: the latest transform (static extrinsics)")
+    tf_timeout: float = _param(0.05, "How long a frame waits for a transform not yet in the tf2 buffer, s",
+                               min_value=0.0, max_value=10.0)
     use_tf: bool = _param(True, "Look up sparse-point extrinsics with tf2 when tf2_ros is importable",
                           reconfigure_only=True)
     static_translation: list[float] = _list_param(  # noqa: RUF009 - returns a dataclass field

@@ -42,10 +42,6 @@ class Extrinsics:
     def update_static(self, translation_m: list[float], rotation_xyzw: list[float]) -> None:
         self._static = pose_to_matrix(translation_m, rotation_xyzw)
 
-    def lookup(self, source_frame: str, camera_frame: str) -> np.ndarray | None:
-        """T_camera_source (latest), or None when tf2 has no transform yet."""
-        return self.lookup_at(source_frame, camera_frame)[0]
-
     def lookup_at(self, source_frame: str, camera_frame: str, *, source_stamp_ns: int = 0, image_stamp_ns: int = 0,
                   fixed_frame: str = "", timeout_s: float = 0.0) -> tuple[np.ndarray | None, str]:
         """(T_camera_source, "") or (None, tf2's own error text). Same frame: identity, no lookup.

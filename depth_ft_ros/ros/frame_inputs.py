@@ -105,10 +105,13 @@ class FrameInputs:
                 return waited_s
             xyz = convert.pointcloud2_to_xyz(msg)
             assert extrinsics is not None
-            transform = extrinsics.lookup(msg.header.frame_id, camera_frame)
+            transform, tf_error = extrinsics.lookup_at(
+                msg.header.frame_id, camera_frame, source_stamp_ns=stamp_to_ns(msg.header.stamp),
+                image_stamp_ns=frame.stamp_ns, fixed_frame=cfg.fixed_frame, timeout_s=cfg.tf_timeout)
             if transform is None:
-                self._report.bad_input("no_transform", f"no transform {msg.header.frame_id} -> {camera_frame} "
-                                       "yet: frame has no metric points")
+                via = f" through {cfg.fixed_frame}" if cfg.fixed_frame else ""
+                self._report.bad_input("no_transform", f"no transform {msg.header.frame_id} -> {camera_frame}{via}: "
+                                       f"{tf_error} (frame has no metric points)")
                 return waited_s
             frame.points_cam_m = transform_points(xyz, transform)
         except InputError as exc:

@@ -24,18 +24,19 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
 
 from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.errors import ConfigError, DepthFtError, InputError
 from depth_ft_ros.core.frame_sync import LatestSlot
 from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, Outputs
 from depth_ft_ros.core.stats import NodeStats
-from depth_ft_ros.ros import convert
+from depth_ft_ros.ros import convert, names
 from depth_ft_ros.ros.diagnostics import build_diagnostics
 from depth_ft_ros.ros.extrinsics import Extrinsics
 from depth_ft_ros.ros.frame_inputs import FrameInputs, stamp_to_ns
+from depth_ft_ros.ros.input_qos import AdaptiveSubscription, describe_profile
 from depth_ft_ros.ros.middleware import describe_middleware, prefer_async_publication
 from depth_ft_ros.ros.params import (
     CONFIG_PARAMETERS,
@@ -49,6 +50,7 @@ from depth_ft_ros.ros.reporting import Reporter
 from depth_ft_ros.ros.worker import FrameWorker
 
 ImageItem = tuple[Any, float]  # (Image or CompressedImage, arrival monotonic s)
+QOS_RECHECK_S = 1.0  # how often `auto` input QoS looks at the publishers again
 
 
 class DepthFtNode(LifecycleNode):
@@ -63,7 +65,12 @@ class DepthFtNode(LifecycleNode):
         self.pipeline: FramePipeline | None = None
         self.last_alignment: dict[str, str] = {}
         self._pubs: FramePublishers | None = None
-        self._subs: list[Any] = []
+        self._subs: list[AdaptiveSubscription] = []
+        self._configure_error = ""  # why the last configure failed (models not loaded): /diagnostics ERROR
+        self._camera_frame = ""  # the camera's optical frame, from the last frame
+        self._last_image_s = self._active_since_s = 0.0  # monotonic: last image arrival, last activation
+        self._qos_timer: Any = None
+        self.incompatible_qos: dict[str, str] = {}  # topic -> what is incompatible, until it is resolved
         self._extrinsics: Extrinsics | None = None
         self._inputs = FrameInputs(self.stats, self._report)  # camera_info and sparse points, by stamp
         self._worker: FrameWorker[ImageItem] | None = None
@@ -94,27 +101,30 @@ class DepthFtNode(LifecycleNode):
         try:
             self.pipeline = FramePipeline.load(cfg)
         except DepthFtError as exc:  # names the parameter (depth_model, normals_model, ...)
+            self._configure_error = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         except Exception as exc:  # rclpy's lifecycle swallows callback exceptions without a word: say it here
+            self._configure_error = repr(exc)
             self.get_logger().error(f"configure failed: {exc!r}\n{traceback.format_exc()}")
             return TransitionCallbackReturn.FAILURE
+        self._configure_error = ""
         self.get_logger().info(f"models loaded: {self.pipeline.describe()}")
         self._pubs = FramePublishers(self, publish_relative=cfg.publish_relative)
-        # Measured across processes (README, "QoS"): reliable depth 1 receives every frame a reliable driver sends
-        # and keeps only the newest when inference is slower; best effort lost most 1 MB images.
-        image_qos = QoSProfile(depth=1) if cfg.reliable_qos else qos_profile_sensor_data
-        qos = QoSProfile(depth=10) if cfg.reliable_qos else qos_profile_sensor_data
-        if cfg.image_transport == "compressed":
-            self._subs.append(self.create_subscription(CompressedImage, "image/compressed", self._on_image,
-                                                       image_qos))
-        else:
-            self._subs.append(self.create_subscription(Image, "image", self._on_image, image_qos))
-        self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._inputs.on_camera_info, qos))
+        # Reliability per input from the publishers present (auto) or forced (README, "QoS"): reliable depth 1
+        # for images keeps only the newest when inference is slower; best effort lost most 1 MB images between
+        # processes, so it is used only where the publisher itself is best effort.
+        compressed = cfg.image_transport == "compressed"
+        inputs = [(CompressedImage if compressed else Image, names.IMAGE_COMPRESSED if compressed else names.IMAGE,
+                   self._on_image, cfg.image_qos, 1),
+                  (CameraInfo, names.CAMERA_INFO, self._inputs.on_camera_info, cfg.camera_info_qos, 10)]
         if cfg.sparse_input == "points":
-            self._subs.append(self.create_subscription(PointCloud2, "sparse_points", self._inputs.on_sparse, qos))
+            inputs.append((PointCloud2, names.SPARSE_POINTS, self._inputs.on_sparse, cfg.sparse_qos, 10))
         elif cfg.sparse_input == "depth":
-            self._subs.append(self.create_subscription(Image, "sparse_depth", self._inputs.on_sparse, qos))
+            inputs.append((Image, names.SPARSE_DEPTH, self._inputs.on_sparse, cfg.sparse_qos, 10))
+        self._subs = [AdaptiveSubscription(self, msg_type, topic, callback, setting, depth, self._on_incompatible_qos)
+                      for msg_type, topic, callback, setting, depth in inputs]
+        self._qos_timer = self.create_timer(QOS_RECHECK_S, self._recheck_qos)
         self._extrinsics = Extrinsics(self, cfg.use_tf, cfg.static_translation, cfg.static_rotation)
         self._inputs.bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
         return super().on_configure(state)
@@ -130,6 +140,7 @@ class DepthFtNode(LifecycleNode):
             self._apply_pending_config()  # changes made while inactive
             self._worker = FrameWorker(self._handle_frame, self._apply_pending_config, self._discard_frame)
             self._worker.start()
+        self._active_since_s = time.monotonic()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -162,9 +173,13 @@ class DepthFtNode(LifecycleNode):
         super().destroy_node()
 
     def _release(self) -> None:
+        if self._qos_timer is not None:
+            self.destroy_timer(self._qos_timer)
+            self._qos_timer = None
         for sub in self._subs:
-            self.destroy_subscription(sub)
+            sub.destroy()
         self._subs.clear()
+        self.incompatible_qos.clear()
         if self._pubs is not None:
             self._pubs.destroy()
             self._pubs = None
@@ -179,10 +194,25 @@ class DepthFtNode(LifecycleNode):
             self.pipeline = None
         self._inputs.clear()
 
+    # -- input QoS -----------------------------------------------------------------------------------------
+
+    def _recheck_qos(self) -> None:
+        """Follow the publishers (auto): re-subscribe when one appears with another reliability."""
+        for sub in self._subs:
+            if sub.refresh():
+                assert sub.profile is not None
+                self.incompatible_qos.pop(sub.topic_name, None)
+                self.get_logger().info(f"{sub.topic_name}: publishers changed, now subscribed "
+                                       f"{describe_profile(sub.profile)}")
+
+    def _on_incompatible_qos(self, topic: str, message: str) -> None:
+        self.incompatible_qos[topic] = message
+        self._report.bad_input("incompatible_qos", message, throttle_key=topic)
+
     # -- callbacks: store and return -----------------------------------------------------------------------
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        arrival_s = time.monotonic()
+        arrival_s = self._last_image_s = time.monotonic()
         self.stats.frame_in(arrival_s)
         worker = self._worker
         if worker is None or worker.stopping:  # configured but not active (lifecycle): counted, not processed
@@ -297,7 +327,14 @@ class DepthFtNode(LifecycleNode):
             return
         self._stage = "camera_info"
         camera = self._inputs.camera_for(info_camera, rgb.shape[1], rgb.shape[0])
-        camera_frame = msg.header.frame_id or info_frame_id
+        camera_frame = msg.header.frame_id or info_frame_id or cfg.camera_frame
+        if not camera_frame:
+            self._stage = "image_frame_id"
+            raise InputError("image header.frame_id and camera_info header.frame_id are both empty and the "
+                             "camera_frame parameter is not set: outputs would have no frame (set camera_frame, "
+                             "e.g. camera_optical_frame)")
+        self._camera_frame = camera_frame
+        header = Header(stamp=msg.header.stamp, frame_id=camera_frame)  # every output's stamp and frame
 
         frame = FrameInput(rgb=rgb, camera=camera, stamp_ns=stamp_ns)
         t3 = time.perf_counter()
@@ -309,7 +346,7 @@ class DepthFtNode(LifecycleNode):
         self._stage = "frame"
         result = pipeline.process(frame, Outputs(normals=pubs.wants_normals(), cloud=pubs.wants_cloud()))
         t5 = time.perf_counter()
-        pubs.publish(msg.header, result)
+        pubs.publish(header, result)
         self._inputs.count_dropped_points(cfg, result)
         result.timings_ms.update({
             "convert_image": (t1 - t0 + t3 - t2) * 1e3,  # image + camera_info
@@ -343,10 +380,26 @@ class DepthFtNode(LifecycleNode):
                  **self.last_alignment}
         if self.pipeline is not None:
             extra.update(self.pipeline.describe())
-        msg = build_diagnostics(self.get_name(), self.get_clock().now().to_msg(), self.stats.snapshot(), extra,
-                                configured=self.pipeline is not None,
-                                active=self._worker is not None and not self._worker.stopping)
+        active = self._worker is not None and not self._worker.stopping
+        model = self.pipeline.describe()["depth_model"] or self.pipeline.describe()["normals_model"] \
+            if self.pipeline is not None else ""
+        hardware_id = " ".join(part for part in (self._camera_frame or "camera", model) if part)
+        msg = build_diagnostics(self.get_fully_qualified_name(), self.get_clock().now().to_msg(),
+                                self.stats.snapshot(), extra, configured=self.pipeline is not None, active=active,
+                                hardware_id=hardware_id, configure_error=self._configure_error,
+                                conditions=self._conditions(active))
         self._diag_pub.publish(msg)
+
+    def _conditions(self, active: bool) -> list[str]:
+        """What is wrong right now, beyond counted faults: incompatible input QoS, no image for a while."""
+        conditions = list(self.incompatible_qos.values())
+        timeout_s = self.config.input_timeout
+        if active and timeout_s > 0:
+            silent_s = time.monotonic() - max(self._last_image_s, self._active_since_s)
+            if silent_s > timeout_s:
+                image = next((s.topic_name for s in self._subs), names.IMAGE)
+                conditions.append(f"no image on {image} for {silent_s:.1f} s (input_timeout {timeout_s:g} s)")
+        return conditions
 
 
 def rcl_error_message(exc: BaseException) -> str:
