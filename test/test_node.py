@@ -289,9 +289,10 @@ def test_node_process_started_as_users_do_publishes_over_dds(ros_graph: Any, tmp
                 break
         cloud = probe.wait_output("points", stamp_ns)
         depth_m = image_to_numpy(probe.wait_output("depth/image", stamp_ns), "f4", 1)
-        fields = cloud_fields(cloud)
-        np.testing.assert_allclose(fields["z"], depth_m, rtol=1e-6, equal_nan=True)
-        assert np.isfinite(depth_m).mean() > 0.9
+        z = cloud_fields(cloud)["z"]
+        kept = np.isfinite(z)  # the flying-pixel filter and cloud_min_confidence drop some pixels from the cloud
+        np.testing.assert_allclose(z[kept], depth_m[kept], rtol=1e-6)
+        assert kept.mean() > 0.3 and np.isfinite(depth_m).mean() > 0.9
 
         def middleware() -> str:
             values = [{kv.key: kv.value for kv in d.status[0].values} for d in probe.diagnostics]

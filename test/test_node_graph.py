@@ -10,12 +10,25 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
+import numpy as np
 import pytest
-from node_fixtures import T0_NS, camera_info_msg, cloud_msg, image_msg, node_params, scene, stamp_ns_of, start_node
+from node_fixtures import (
+    T0_NS,
+    camera_info_msg,
+    cloud_fields,
+    cloud_msg,
+    image_msg,
+    image_to_numpy,
+    node_params,
+    scene,
+    stamp_ns_of,
+    start_node,
+)
 
 pytestmark = pytest.mark.ros
 OK, WARN, ERROR = 0, 1, 2
-IMAGE_OUTPUTS = ("depth/image", "depth/relative", "depth/colorized", "normals/image", "normals/colorized")
+IMAGE_OUTPUTS = ("depth/image", "depth/relative", "depth/colorized", "depth/confidence", "normals/image",
+                 "normals/colorized")
 
 
 def sibling_camera_info(image_topic: str) -> str:
@@ -142,3 +155,33 @@ def test_models_that_fail_to_load_are_error(ros_graph: Any, tmp_path: Any) -> No
         return bool(found) and level(found[-1]) == ERROR and "depth_model" in found[-1].message
 
     assert ros_graph.wait_for(errored, 10.0)
+
+
+def depth_jumps(depth: np.ndarray, threshold_rel: float) -> np.ndarray:
+    """The flying-pixel definition written out: the depth span of the 3x3 neighbourhood exceeds threshold_rel
+    times the pixel's depth (invalid neighbours count as 0)."""
+    d = np.nan_to_num(depth.astype(np.float64), nan=0.0)
+    padded = np.pad(d, 1, mode="edge")
+    windows = np.stack([padded[dy:dy + d.shape[0], dx:dx + d.shape[1]] for dy in range(3) for dx in range(3)])
+    return (windows.max(0) - windows.min(0) > threshold_rel * d) & (d > 0)
+
+
+def test_confidence_and_cloud_filter_through_the_node(ros_graph: Any) -> None:
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image, PointCloud2
+
+    pubs = inputs(ros_graph, "filter_driver", QoSProfile(depth=10))
+    start_node(ros_graph, "depth_filter", cloud_edge_filter=True, cloud_min_confidence=0.3, cloud_edge_threshold=0.04)
+    depth = ros_graph.collect(pubs[0], Image, "depth/image")
+    confidence = ros_graph.collect(pubs[0], Image, "depth/confidence")
+    points = ros_graph.collect(pubs[0], PointCloud2, "points")
+    send(pubs, T0_NS)
+    assert ros_graph.wait_for(lambda: depth and confidence and points, 30.0)
+    depth_m = image_to_numpy(depth[0], "f4", 1)
+    conf = image_to_numpy(confidence[0], "f4", 1)
+    assert conf.shape == depth_m.shape and np.all((conf >= 0) & (conf <= 1))
+    z = cloud_fields(points[0])["z"].reshape(depth_m.shape)
+    dropped = ~np.isfinite(depth_m) | depth_jumps(depth_m, 0.04) | (conf < 0.3)
+    np.testing.assert_array_equal(np.isnan(z), dropped)  # NaN exactly where the filter or threshold says
+    assert dropped.any() and not dropped.all()
+    np.testing.assert_array_equal(z[~dropped], depth_m[~dropped])  # depth/image stays complete

@@ -43,8 +43,9 @@ def error_image(depth_m: np.ndarray, gt_m: np.ndarray) -> np.ndarray:
 
 
 def frame_panel(rgb: np.ndarray, depth_m: np.ndarray | None, normals: np.ndarray | None,
-                gt_m: np.ndarray | None, title: str) -> np.ndarray:
-    """One row of four tiles at the input image size (small images enlarged to a readable MIN_TILE_HEIGHT)."""
+                gt_m: np.ndarray | None, title: str, confidence: np.ndarray | None = None) -> np.ndarray:
+    """One row of tiles at the input image size (small images enlarged to a readable MIN_TILE_HEIGHT): input,
+    metric depth, normals, error vs ground truth, and the confidence when there is one."""
     zoom = max(1, MIN_TILE_HEIGHT // rgb.shape[0])
     size = (rgb.shape[1] * zoom, rgb.shape[0] * zoom)
     depth_bgr = None
@@ -57,6 +58,8 @@ def frame_panel(rgb: np.ndarray, depth_m: np.ndarray | None, normals: np.ndarray
              _tile(depth_bgr, "metric depth", size),
              _tile(colorize_normals(normals) if normals is not None else None, "normals", size),
              _tile(err, f"|err|/gt 0..{ERROR_RANGE_REL:.0%}", size)]
+    if confidence is not None:
+        tiles.append(_tile(colorize_depth(confidence, 0.0, 1.0, inverse=False), "confidence 0..1", size))
     return np.hstack(tiles)
 
 
@@ -121,7 +124,8 @@ def write_previews(out_dir: Path, summary: ReplaySummary, arrays: dict[int, dict
         if absrel is not None and math.isfinite(absrel):
             title += f"  AbsRel {absrel:.3f}"
         path = out_dir / f"frame_{index:04d}.png"
-        write_png(path, frame_panel(item["rgb"], item.get("depth"), item.get("normals"), item.get("gt"), title))
+        write_png(path, frame_panel(item["rgb"], item.get("depth"), item.get("normals"), item.get("gt"), title,
+                                    item.get("confidence")))
         written.append(path)
     sent = summary.frames_sent
     if sent:

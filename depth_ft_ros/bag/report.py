@@ -86,6 +86,10 @@ class ReplaySummary:
         if not scored:
             return {}
         out = {k: float(np.mean([s[k] for s in scored])) for k in ("absrel", "rmse_m", "delta1", "coverage")}
+        for key in ("absrel_cloud_kept", "absrel_cloud_dropped", "cloud_kept_fraction"):
+            values = [s[key] for s in scored if math.isfinite(s.get(key, math.nan))]
+            if values:
+                out[key] = float(np.mean(values))
         out["frames"] = len(scored)
         return out
 
@@ -139,6 +143,11 @@ class ReplaySummary:
             lines.append(f"  overall vs ground truth ({overall['frames']} frames, mean of per-frame): AbsRel "
                          f"{overall['absrel']:.4f}  RMSE {overall['rmse_m']:.4f} m  delta1 {overall['delta1']:.4f}  "
                          f"coverage {overall['coverage']:.3f}")
+            if "absrel_cloud_kept" in overall:
+                lines.append(f"  cloud filters (flying pixels, cloud_min_confidence): kept "
+                             f"{overall['cloud_kept_fraction']:.1%} of the valid pixels, AbsRel kept "
+                             f"{overall['absrel_cloud_kept']:.4f} vs dropped "
+                             f"{overall.get('absrel_cloud_dropped', math.nan):.4f}")
         lines.append(f"  output bag: {self.out_bag}")
         lines.extend(f"    {topic}: {count} msgs" for topic, count in sorted(self.output_counts.items()))
         return "\n".join(lines)

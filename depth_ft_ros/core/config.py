@@ -109,6 +109,13 @@ class NodeConfig:
     cloud_stride: int = _param(1, "Keep every n-th pixel in `points`", min_value=1, max_value=64)
     cloud_rgb: bool = _param(True, "Add the rgb field to `points`")
     cloud_normals: bool = _param(True, "Add normal_x/y/z to `points` (needs normals_model)")
+    cloud_edge_filter: bool = _param(True, "Flying pixels: drop pixels on depth discontinuities (a jump beyond "
+                                     "cloud_edge_threshold to a neighbour) from `points`; depth/image stays complete")
+    cloud_edge_threshold: float = _param(0.04, "Relative depth jump within a 3x3 window that marks a depth edge",
+                                         min_value=0.001, max_value=1.0)
+    cloud_min_confidence: float = _param(0.3, "Drop pixels whose depth/confidence is below this from `points` (0 = "
+                                         "keep all); 0.3 ~ expected depth error above 12 %", min_value=0.0,
+                                         max_value=1.0)
     cloud_max_range: float = _param(0.0, "Points farther than this are NaN, m (0 = max_depth)",
                                     min_value=0.0, max_value=1e4)
     autostart: bool = _param(True, "Configure and activate the lifecycle node at start", reconfigure_only=True)

@@ -18,6 +18,7 @@ import numpy as np
 from depth_ft_ros.core.alignment import AlignerSettings, AlignmentReport, MetricAligner
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.cloud import cloud_arrays
+from depth_ft_ros.core.confidence import ConfidenceSettings, cloud_keep_mask, confidence_map, depth_edges
 from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.enums import AlignmentMethod, AlignmentState, Space
 from depth_ft_ros.core.errors import ConfigError, InputError, ModelLoadError
@@ -43,6 +44,7 @@ class Outputs:
 
     normals: bool = True
     cloud: bool = True
+    confidence: bool = False
 
 
 __all__ = ["AlignmentReport", "FrameInput", "FramePipeline", "FrameResult", "Outputs", "aligner_settings",
@@ -74,6 +76,8 @@ class FrameResult:
     cloud: np.ndarray | None  # organized structured array (x, y, z[, rgb][, normal_x/y/z])
     alignment: AlignmentReport
     timings_ms: dict[str, float]
+    confidence: np.ndarray | None = None  # HxW in [0, 1], same geometry as depth_m (computed when wanted)
+    cloud_kept: np.ndarray | None = None  # HxW bool: pixels the cloud keeps (edge filter, min confidence)
 
 
 def camera_for_image(camera: PinholeCamera, width: int, height: int) -> PinholeCamera:
@@ -155,6 +159,22 @@ class FramePipeline:
             "shared_encoder": str(self.shared_encoder).lower(),
         }
 
+    @staticmethod
+    def _confidence(cfg: NodeConfig, depth_m: np.ndarray | None, sparse: SparsePoints | None, *,
+                    want_confidence: bool, want_cloud: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(confidence, depth-edge mask), each only when an output needs it (depth/confidence, or the cloud's
+        flying-pixel filter and cloud_min_confidence)."""
+        need_conf = want_confidence or (want_cloud and cfg.cloud_min_confidence > 0)
+        if depth_m is None or not (need_conf or (want_cloud and cfg.cloud_edge_filter)):
+            return None, None
+        settings = ConfidenceSettings(edge_threshold_rel=cfg.cloud_edge_threshold)
+        edges = depth_edges(depth_m, settings.edge_threshold_rel, settings.edge_radius_px, settings.edge_dilate_px)
+        if not need_conf:
+            return None, edges
+        if sparse is None:  # no sparse points this frame: nothing measured now supports the map
+            return np.zeros_like(depth_m), edges
+        return confidence_map(depth_m, sparse.uv, sparse.z_m, settings, edges=edges), edges
+
     def _rectifier(self, cfg: NodeConfig, camera: PinholeCamera) -> Rectifier | None:
         """The raw -> rectified maps of this camera (built once per camera object), or None when the outputs
         stay in the input's geometry."""
@@ -174,9 +194,16 @@ class FramePipeline:
                                           (outputs.cloud and cfg.cloud_normals), timings_ms=timings_ms)
         t1 = time.perf_counter()
 
-        depth_m, report = self._metric_depth(cfg, frame, relative)
+        depth_m, report, sparse = self._metric_depth(cfg, frame, relative)
         t2 = time.perf_counter()
         timings_ms["align"] = (t2 - t1) * 1e3
+
+        # Confidence and the flying-pixel mask, in the geometry the sparse points were projected into.
+        want_cloud = outputs.cloud and depth_m is not None
+        confidence, edges = self._confidence(cfg, depth_m, sparse, want_confidence=outputs.confidence,
+                                             want_cloud=want_cloud)
+        t_conf = time.perf_counter()
+        timings_ms["confidence"] = (t_conf - t2) * 1e3
 
         # Outputs in the rectified geometry of P (what depth_image_proc and RViz assume), or the input's own.
         camera, rgb, rectified = frame.camera, frame.rgb, cfg.image_rectified
@@ -186,14 +213,19 @@ class FramePipeline:
             depth_m = rectifier.depth(depth_m) if depth_m is not None else None
             relative = rectifier.relative(relative) if relative is not None else None
             normals = rectifier.normals(normals) if normals is not None else None
+            confidence = rectifier.relative(confidence) if confidence is not None else None
+            edges = rectifier.mask(edges) if edges is not None else None
             rgb = rectifier.image(rgb) if outputs.cloud and cfg.cloud_rgb and depth_m is not None else rgb
         t3 = time.perf_counter()
-        timings_ms["rectify"] = (t3 - t2) * 1e3
+        timings_ms["rectify"] = (t3 - t_conf) * 1e3
 
-        cloud = None
-        if outputs.cloud and depth_m is not None:
+        cloud = kept = None
+        if want_cloud and depth_m is not None:
+            kept = cloud_keep_mask(depth_m, edges if cfg.cloud_edge_filter else None, confidence,
+                                   cfg.cloud_min_confidence)
+            cloud_depth = depth_m if kept.all() else np.where(kept, depth_m, np.float32(np.nan))
             cloud = cloud_arrays(
-                depth_m, camera,
+                cloud_depth, camera,
                 rgb=rgb if cfg.cloud_rgb else None,
                 normals=normals if cfg.cloud_normals else None,
                 stride=cfg.cloud_stride,
@@ -203,7 +235,8 @@ class FramePipeline:
         timings_ms["cloud"] = (time.perf_counter() - t3) * 1e3
         timings_ms["pipeline"] = (time.perf_counter() - t0) * 1e3
         return FrameResult(frame.stamp_ns, camera, relative, self.space if relative is not None else None,
-                           depth_m, normals, cloud, report, timings_ms)
+                           depth_m, normals, cloud, report, timings_ms,
+                           confidence if outputs.confidence else None, kept)
 
     # -- steps ---------------------------------------------------------------------------------------------
 
@@ -241,14 +274,14 @@ class FramePipeline:
             return sparse_from_depth_image(frame.sparse_depth_m, "32FC1", target_size=frame.rgb.shape[1::-1])
         return None
 
-    def _metric_depth(self, cfg: NodeConfig, frame: FrameInput,
-                      relative: np.ndarray | None) -> tuple[np.ndarray | None, AlignmentReport]:
+    def _metric_depth(self, cfg: NodeConfig, frame: FrameInput, relative: np.ndarray | None
+                      ) -> tuple[np.ndarray | None, AlignmentReport, SparsePoints | None]:
         space, aligner = self.space, self.aligner  # read once: update_config may replace them meanwhile
         if relative is None or space is None:
-            return None, AlignmentReport(AlignmentState.NO_DEPTH_MODEL, AlignmentMethod.OFF)
+            return None, AlignmentReport(AlignmentState.NO_DEPTH_MODEL, AlignmentMethod.OFF), None
         sparse = self._sparse(cfg, frame) if aligner.settings.method != AlignmentMethod.OFF else None
         out = aligner.align(relative, space, None if sparse is None else sparse.uv,
                             None if sparse is None else sparse.z_m, frame.stamp_ns)
         if sparse is not None:
             out.report.dropped_points = sparse.dropped
-        return out.depth_m, out.report
+        return out.depth_m, out.report, sparse

@@ -95,6 +95,10 @@ class Rectifier:
             out = out @ self.raw.r.T.astype(np.float32)
         return out
 
+    def mask(self, mask: np.ndarray) -> np.ndarray:
+        """A bool mask (H, W) resampled the same way; False outside the raw image."""
+        return self._remap(np.ascontiguousarray(mask, dtype=np.uint8)).astype(bool)
+
     def image(self, rgb: np.ndarray) -> np.ndarray:
         """Colour (H, W, 3 uint8) resampled the same way, so a cloud's colours stay on their points."""
         return self._remap(np.ascontiguousarray(rgb))

@@ -20,6 +20,7 @@ DEPTH_IMAGE = "depth/image"  # 32FC1 metres (REP 118)
 DEPTH_CAMERA_INFO = "depth/camera_info"
 DEPTH_RELATIVE = "depth/relative"  # 32FC1 affine-invariant map in [0, 1]
 DEPTH_COLORIZED = "depth/colorized"  # bgr8, for people
+DEPTH_CONFIDENCE = "depth/confidence"  # 32FC1 in [0, 1]: how far depth/image can be trusted, per pixel
 NORMALS_IMAGE = "normals/image"  # 32FC3 unit vectors, optical frame
 NORMALS_CAMERA_INFO = "normals/camera_info"
 NORMALS_COLORIZED = "normals/colorized"  # bgr8, for people
@@ -30,6 +31,7 @@ CAMERA_INFO_OF = {
     DEPTH_IMAGE: DEPTH_CAMERA_INFO,
     DEPTH_RELATIVE: DEPTH_CAMERA_INFO,
     DEPTH_COLORIZED: DEPTH_CAMERA_INFO,
+    DEPTH_CONFIDENCE: DEPTH_CAMERA_INFO,
     NORMALS_IMAGE: NORMALS_CAMERA_INFO,
     NORMALS_COLORIZED: NORMALS_CAMERA_INFO,
 }

@@ -344,7 +344,8 @@ class DepthFtNode(LifecycleNode):
         t4 = time.perf_counter()
 
         self._stage = "frame"
-        result = pipeline.process(frame, Outputs(normals=pubs.wants_normals(), cloud=pubs.wants_cloud()))
+        result = pipeline.process(frame, Outputs(normals=pubs.wants_normals(), cloud=pubs.wants_cloud(),
+                                                 confidence=pubs.wants_confidence()))
         t5 = time.perf_counter()
         pubs.publish(header, result)
         self._inputs.count_dropped_points(cfg, result)

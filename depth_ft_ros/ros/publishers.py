@@ -24,6 +24,7 @@ class FramePublishers:
         self.depth_info = make(CameraInfo, names.DEPTH_CAMERA_INFO, OUTPUT_QOS)
         self.relative = make(Image, names.DEPTH_RELATIVE, OUTPUT_QOS) if publish_relative else None
         self.colorized = make(Image, names.DEPTH_COLORIZED, OUTPUT_QOS)
+        self.confidence = make(Image, names.DEPTH_CONFIDENCE, OUTPUT_QOS)
         self.normals = make(Image, names.NORMALS_IMAGE, OUTPUT_QOS)
         self.normals_info = make(CameraInfo, names.NORMALS_CAMERA_INFO, OUTPUT_QOS)
         # RViz's Image display cannot show 32FC3: a bgr8 picture of the normals for people.
@@ -31,8 +32,8 @@ class FramePublishers:
         self.points = make(PointCloud2, names.POINTS, OUTPUT_QOS)
 
     def _all(self) -> list[Any]:
-        return [p for p in (self.depth, self.depth_info, self.relative, self.colorized, self.normals,
-                            self.normals_info, self.normals_colorized, self.points) if p is not None]
+        return [p for p in (self.depth, self.depth_info, self.relative, self.colorized, self.confidence,
+                            self.normals, self.normals_info, self.normals_colorized, self.points) if p is not None]
 
     def anyone_listening(self) -> bool:
         return any(p.get_subscription_count() > 0 for p in self._all())
@@ -42,6 +43,9 @@ class FramePublishers:
 
     def wants_cloud(self) -> bool:
         return self.points.get_subscription_count() > 0
+
+    def wants_confidence(self) -> bool:
+        return self.confidence.get_subscription_count() > 0
 
     def publish(self, header: Any, result: FrameResult) -> None:
         """Every output carries the input image's stamp and the camera's optical frame_id (`header`); each image
@@ -58,6 +62,9 @@ class FramePublishers:
             depth_images = True
         if self.relative is not None and wanted(self.relative) and result.relative is not None:
             self.relative.publish(convert.depth_to_msg(result.relative, header, copy=False))
+            depth_images = True
+        if result.confidence is not None and wanted(self.confidence):
+            self.confidence.publish(convert.depth_to_msg(result.confidence, header, copy=False))
             depth_images = True
         if wanted(self.colorized):
             shown = result.depth_m if result.depth_m is not None else result.relative

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 
 from depth_ft_ros.bag.messages import COMPRESSED_IMAGE, stamp_ns_from_cdr
 from depth_ft_ros.bag.report import FrameRecord, affine_from_outputs
@@ -37,6 +37,7 @@ class OutputAnalyzer:
         self._gt_stamps: list[int] = []
         self._gt: dict[int, bytes] = {}
         self._pending: dict[int, dict[str, np.ndarray]] = {}  # stamp -> decoded outputs awaiting their pair
+        self._split_parts: dict[int, dict[str, np.ndarray]] = {}  # stamp -> depth, ground truth, cloud mask
         self.previews: dict[int, dict[str, np.ndarray]] = {}  # frame index -> rgb, depth, normals, gt
         self.warnings: list[str] = []
         self.gt_skipped = 0
@@ -87,6 +88,14 @@ class OutputAnalyzer:
             array = convert.depth_image_to_metres(image) if name == names.DEPTH_IMAGE else np.array(
                 convert.image_to_array(image), dtype=np.float32)
             self._keep(record, name, array)
+        elif name == names.POINTS:
+            cloud = convert.pointcloud2_to_xyz(deserialize_message(data, PointCloud2))
+            with self._lock:
+                self._cloud_split(record, kept=np.isfinite(cloud[:, 2]))
+        elif name == names.DEPTH_CONFIDENCE and record.index in self._preview:
+            confidence = np.array(convert.image_to_array(deserialize_message(data, Image)), dtype=np.float32)
+            with self._lock:
+                self.previews.setdefault(record.index, {})["confidence"] = confidence
         elif name == names.NORMALS_IMAGE and record.index in self._preview:
             normals = np.array(convert.image_to_array(deserialize_message(data, Image)), dtype=np.float32)
             with self._lock:
@@ -121,8 +130,30 @@ class OutputAnalyzer:
                 self.warnings.append(msg)
             return
         record.metrics = depth_metrics(depth_m, gt)
+        self._cloud_split(record, depth_m=depth_m, gt_m=gt)
         if record.index in self._preview:
             self.previews.setdefault(record.index, {})["gt"] = gt
+
+    def _cloud_split(self, record: FrameRecord, **parts: np.ndarray) -> None:
+        """AbsRel vs ground truth of the pixels the cloud kept and of those its filters dropped (flying pixels,
+        low confidence), once a frame's depth, ground truth and cloud are all in (called with the lock held)."""
+        have = self._split_parts.setdefault(record.stamp_ns, {})
+        have.update(parts)
+        if not {"depth_m", "gt_m", "kept"} <= set(have):
+            while len(self._split_parts) > MAX_PENDING:
+                del self._split_parts[min(self._split_parts)]
+            return
+        del self._split_parts[record.stamp_ns]
+        depth_m, gt_m, kept = have["depth_m"], have["gt_m"], have["kept"]
+        if kept.size != depth_m.size:
+            return  # a strided cloud: no per-pixel split
+        kept = kept.reshape(depth_m.shape)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            valid = np.isfinite(depth_m) & np.isfinite(gt_m) & (gt_m > 0)
+            rel = np.abs(depth_m - gt_m) / gt_m
+        for key, mask in (("cloud_kept", valid & kept), ("cloud_dropped", valid & ~kept)):
+            record.metrics[f"absrel_{key}"] = float(rel[mask].mean()) if mask.any() else float("nan")
+        record.metrics["cloud_kept_fraction"] = float((valid & kept).sum() / max(int(valid.sum()), 1))
 
     def preview_frames(self) -> dict[int, dict[str, Any]]:
         with self._lock:
