@@ -185,3 +185,45 @@ def test_confidence_and_cloud_filter_through_the_node(ros_graph: Any) -> None:
     np.testing.assert_array_equal(np.isnan(z), dropped)  # NaN exactly where the filter or threshold says
     assert dropped.any() and not dropped.all()
     np.testing.assert_array_equal(z[~dropped], depth_m[~dropped])  # depth/image stays complete
+
+
+def test_raw_distorted_camera_outputs_read_correctly_with_p_only(ros_graph: Any) -> None:
+    """A raw camera with lens distortion: depth/camera_info says rectified (zero D, K = P), the cloud is
+    depth_image_proc's back-projection of depth/image with that P, and the LiDAR points projected with P land on
+    pixels whose published depth is theirs (the metric map of the random tiny network comes from the LiDAR)."""
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    pubs = inputs(ros_graph, "raw_camera_driver", QoSProfile(depth=10))
+    start_node(ros_graph, "depth_raw_camera")
+    s = scene()
+    info_msg = camera_info_msg(s.camera, T0_NS)
+    info_msg.d = [-0.25, 0.08, 0.0005, -0.0003, -0.01]  # a wide-angle lens, as image_raw comes
+    depth = ros_graph.collect(pubs[0], Image, "depth/image")
+    infos = ros_graph.collect(pubs[0], CameraInfo, "depth/camera_info")
+    points = ros_graph.collect(pubs[0], PointCloud2, "points")
+    _, image, info, lidar = pubs
+    info.publish(info_msg)
+    lidar.publish(cloud_msg(s.lidar_points, T0_NS))
+    image.publish(image_msg(s.rgb, T0_NS))
+    assert ros_graph.wait_for(lambda: depth and infos and points, 30.0)
+    published = infos[0]
+    assert not any(published.d) and np.allclose(np.reshape(published.k, (3, 3)), s.camera.p[:, :3])
+    p = np.reshape(published.p, (3, 4))
+    depth_m = image_to_numpy(depth[0], "f4", 1)
+    v, u = np.mgrid[0:depth_m.shape[0], 0:depth_m.shape[1]]
+    fields = cloud_fields(points[0])
+    expected = {"x": (u - p[0, 2]) * depth_m / p[0, 0], "y": (v - p[1, 2]) * depth_m / p[1, 1], "z": depth_m}
+    for axis, value in expected.items():
+        np.testing.assert_allclose(fields[axis].reshape(depth_m.shape), value, rtol=1e-5, atol=1e-5,
+                                   equal_nan=True)
+    # The LiDAR in the camera frame, projected into the rectified image with P.
+    cam = s.lidar_points @ s.T_camera_lidar[:3, :3].T + s.T_camera_lidar[:3, 3]
+    cam = cam[cam[:, 2] > 0.1]
+    pu = np.round(p[0, 0] * cam[:, 0] / cam[:, 2] + p[0, 2]).astype(int)
+    pv = np.round(p[1, 1] * cam[:, 1] / cam[:, 2] + p[1, 2]).astype(int)
+    inside = (pu >= 0) & (pu < depth_m.shape[1]) & (pv >= 0) & (pv < depth_m.shape[0])
+    at_points = depth_m[pv[inside], pu[inside]]
+    ok = np.isfinite(at_points)
+    assert ok.sum() > 100
+    assert np.median(np.abs(at_points[ok] - cam[inside, 2][ok]) / cam[inside, 2][ok]) < 0.10
