@@ -18,7 +18,6 @@ projection, and the prediction aligned with the runtime functions (align_detaile
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -263,24 +262,3 @@ def markdown(results: list[CaseResult]) -> list[str]:
         for t, kept, e_kept, e_drop in r.thresholds:
             lines.append(f"| {r.n_lines} | {r.method} | {t:.1f} | {100 * kept:.1f} % | {e_kept:.4f} | {e_drop:.4f} |")
     return lines
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--plot", type=Path, default=Path("out/confidence_sparsification.png"))
-    parser.add_argument("--smear-factor", type=float, default=2.0)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--margin-rad", type=float, default=0.0, help="narrow the LiDAR's vertical field of view")
-    parser.add_argument("--timing", action="store_true", help="also time confidence + filter at 640x480")
-    args = parser.parse_args(argv)
-    results = sparsification_report(args.plot, seed=args.seed, smear_factor=args.smear_factor,
-                                    margin_rad=args.margin_rad)
-    print("\n".join(markdown(results)))
-    print(f"plot: {args.plot}")
-    if args.timing:
-        print({k: round(v, 3) for k, v in time_confidence().items()})
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

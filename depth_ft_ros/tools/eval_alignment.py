@@ -304,9 +304,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-benchmarks", action="store_true",
                         help="write/update the '## Metric alignment' section of BENCHMARKS.md")
     parser.add_argument("--benchmarks-path", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--confidence-plot", type=Path, metavar="PNG",
+                        help="only the confidence evaluation: sparsification curves to PNG, tables printed "
+                        "(BENCHMARKS.md, 'Confidence')")
+    parser.add_argument("--confidence-seed", type=int, default=1, help="confidence: seed of the simulation")
+    parser.add_argument("--smear-factor", type=float, default=2.0, help="confidence: network output smear")
+    parser.add_argument("--margin-rad", type=float, default=0.0,
+                        help="confidence: narrow the LiDAR's vertical field of view by this at both ends")
+    parser.add_argument("--confidence-timing", action="store_true",
+                        help="confidence: also time confidence + flying-pixel filter at 640x480")
+
+
+def _confidence(args: argparse.Namespace) -> int:
+    from depth_ft_ros.evaluation.confidence_eval import markdown, sparsification_report, time_confidence
+
+    results = sparsification_report(args.confidence_plot, seed=args.confidence_seed, smear_factor=args.smear_factor,
+                                    margin_rad=args.margin_rad)
+    print("\n".join(markdown(results)))
+    print(f"plot: {args.confidence_plot}")
+    if args.confidence_timing:
+        print({k: round(v, 3) for k, v in time_confidence().items()})
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.confidence_plot is not None:
+        return _confidence(args)
     t0 = time.perf_counter()
     frame = load_motorcycle()
     kinds = args.kinds or (["both"] if args.quick else list(KINDS))
