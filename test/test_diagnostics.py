@@ -16,7 +16,7 @@ FITTED = {"alignment.state": "fitted"}
 
 
 def status_at(stats: NodeStats, now_s: float, extra: dict[str, str] = FITTED) -> DiagnosticStatus:
-    array = build_diagnostics("depth_ft_node", None, stats.snapshot(now_s), extra, configured=True, active=True)
+    array = build_diagnostics("/depth_ft_node", None, stats, extra, configured=True, active=True, now_s=now_s)
     return array.status[0]
 
 

@@ -15,28 +15,33 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from depth_ft_ros.core.stats import NodeStats
 
-def build_diagnostics(name: str, stamp: Any, stats: dict[str, str], extra: dict[str, str], configured: bool,
+
+def build_diagnostics(name: str, stamp: Any, stats: NodeStats, extra: dict[str, str], configured: bool,
                       active: bool, hardware_id: str = "", configure_error: str = "",
-                      conditions: list[str] | None = None) -> DiagnosticArray:
+                      conditions: list[str] | None = None, now_s: float | None = None) -> DiagnosticArray:
+    """The status from the counters themselves (stats.recent), its values from their text snapshot."""
     status = DiagnosticStatus(name=f"{name}: depth pipeline", hardware_id=hardware_id)
     state = "active" if active else ("configured" if configured else "unconfigured")
-    values = {"state": state, **stats, **extra}
+    snapshot = stats.snapshot(now_s)
+    values = {"state": state, **snapshot, **extra}
+    bad_recent, errors_recent = stats.recent(now_s)
+    window = f"{stats.recent_window_s:g}"
     conditions = conditions or []
     if configure_error:
         status.level, status.message = DiagnosticStatus.ERROR, f"models failed to load: {configure_error}"
     elif not configured:
         status.level, status.message = DiagnosticStatus.WARN, "not configured (no model loaded)"
-    elif int(stats.get("internal_errors.recent", "0")) > 0:
+    elif errors_recent > 0:
         status.level = DiagnosticStatus.ERROR
-        status.message = (f"{stats['internal_errors.recent']} internal errors in the last "
-                          f"{stats['recent_window_s']} s; last: {stats.get('last_internal_error', '')}")
+        status.message = (f"{errors_recent} internal errors in the last {window} s; last: "
+                          f"{stats.last_internal_error}")
     elif conditions:
         status.level, status.message = DiagnosticStatus.WARN, "; ".join(conditions)
-    elif int(stats.get("bad_inputs.recent", "0")) > 0:
+    elif bad_recent > 0:
         status.level = DiagnosticStatus.WARN
-        status.message = (f"{stats['bad_inputs.recent']} bad inputs in the last {stats['recent_window_s']} s; "
-                          f"last: {stats.get('last_warning', '')}")
+        status.message = f"{bad_recent} bad inputs in the last {window} s; last: {stats.last_warning}"
     elif values.get("alignment.state") in ("relative-only", "held"):
         status.level = DiagnosticStatus.WARN
         status.message = f"alignment {values['alignment.state']}: {values.get('alignment.reason', '')}".strip()

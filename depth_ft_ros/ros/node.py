@@ -386,7 +386,7 @@ class DepthFtNode(LifecycleNode):
             if self.pipeline is not None else ""
         hardware_id = " ".join(part for part in (self._camera_frame or "camera", model) if part)
         msg = build_diagnostics(self.get_fully_qualified_name(), self.get_clock().now().to_msg(),
-                                self.stats.snapshot(), extra, configured=self.pipeline is not None, active=active,
+                                self.stats, extra, configured=self.pipeline is not None, active=active,
                                 hardware_id=hardware_id, configure_error=self._configure_error,
                                 conditions=self._conditions(active))
         self._diag_pub.publish(msg)

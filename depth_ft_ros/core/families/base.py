@@ -17,8 +17,6 @@ import torch.nn.functional as F
 if TYPE_CHECKING:
     from diffusers import UNet2DConditionModel
 
-TASKS = ("depth", "normals")
-SPACES = ("depth", "disparity")
 # "zeros"; "gaussian": one fixed-seed Gaussian latent per latent size, drawn once and reused for every
 # frame; "gaussian-per-frame": a fresh Gaussian latent per frame, seeds seed, seed+1, ...
 NOISE_KINDS = ("zeros", "gaussian", "gaussian-per-frame")
