@@ -9,7 +9,7 @@ re-subscribes when that changes. Incompatible-QoS events are reported with the t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rclpy.node import Node
@@ -97,3 +97,38 @@ class AdaptiveSubscription:
         if self._subscription is not None:
             self._node.destroy_subscription(self._subscription)
             self._subscription = None
+
+
+class InputSubscriptions:
+    """The node's input subscriptions: re-checked against the publishers every recheck_s, and the topics whose
+    QoS is incompatible now (until a re-subscription resolves it), for /diagnostics."""
+
+    def __init__(self, node: Node, inputs: Sequence[tuple[Any, str, Callable[[Any], None], str, int]],
+                 on_incompatible: Callable[[str, str], None], recheck_s: float = 1.0) -> None:
+        """inputs: (message type, topic, callback, QoS setting, reliable queue depth) each."""
+        self._node = node
+        self._on_incompatible = on_incompatible
+        self.incompatible: dict[str, str] = {}  # resolved topic -> what is incompatible
+        self.subscriptions = [AdaptiveSubscription(node, msg_type, topic, callback, setting, depth, self._incompatible)
+                              for msg_type, topic, callback, setting, depth in inputs]
+        self._timer = node.create_timer(recheck_s, self.refresh)
+
+    def _incompatible(self, topic: str, message: str) -> None:
+        self.incompatible[topic] = message
+        self._on_incompatible(topic, message)
+
+    def refresh(self) -> None:
+        """Follow the publishers (auto): re-subscribe when one appears with another reliability."""
+        for sub in self.subscriptions:
+            if sub.refresh():
+                assert sub.profile is not None
+                self.incompatible.pop(sub.topic_name, None)
+                self._node.get_logger().info(f"{sub.topic_name}: publishers changed, now subscribed "
+                                             f"{describe_profile(sub.profile)}")
+
+    def destroy(self) -> None:
+        self._node.destroy_timer(self._timer)
+        for sub in self.subscriptions:
+            sub.destroy()
+        self.subscriptions.clear()
+        self.incompatible.clear()

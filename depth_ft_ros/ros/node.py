@@ -36,7 +36,7 @@ from depth_ft_ros.ros import convert, names
 from depth_ft_ros.ros.diagnostics import build_diagnostics
 from depth_ft_ros.ros.extrinsics import Extrinsics
 from depth_ft_ros.ros.frame_inputs import FrameInputs, stamp_to_ns
-from depth_ft_ros.ros.input_qos import AdaptiveSubscription, describe_profile
+from depth_ft_ros.ros.input_qos import InputSubscriptions
 from depth_ft_ros.ros.middleware import describe_middleware, prefer_async_publication
 from depth_ft_ros.ros.params import (
     CONFIG_PARAMETERS,
@@ -65,12 +65,10 @@ class DepthFtNode(LifecycleNode):
         self.pipeline: FramePipeline | None = None
         self.last_alignment: dict[str, str] = {}
         self._pubs: FramePublishers | None = None
-        self._subs: list[AdaptiveSubscription] = []
+        self._subs: InputSubscriptions | None = None
         self._configure_error = ""  # why the last configure failed (models not loaded): /diagnostics ERROR
         self._camera_frame = ""  # the camera's optical frame, from the last frame
         self._last_image_s = self._active_since_s = 0.0  # monotonic: last image arrival, last activation
-        self._qos_timer: Any = None
-        self.incompatible_qos: dict[str, str] = {}  # topic -> what is incompatible, until it is resolved
         self._extrinsics: Extrinsics | None = None
         self._inputs = FrameInputs(self.stats, self._report)  # camera_info and sparse points, by stamp
         self._worker: FrameWorker[ImageItem] | None = None
@@ -122,9 +120,7 @@ class DepthFtNode(LifecycleNode):
             inputs.append((PointCloud2, names.SPARSE_POINTS, self._inputs.on_sparse, cfg.sparse_qos, 10))
         elif cfg.sparse_input == "depth":
             inputs.append((Image, names.SPARSE_DEPTH, self._inputs.on_sparse, cfg.sparse_qos, 10))
-        self._subs = [AdaptiveSubscription(self, msg_type, topic, callback, setting, depth, self._on_incompatible_qos)
-                      for msg_type, topic, callback, setting, depth in inputs]
-        self._qos_timer = self.create_timer(QOS_RECHECK_S, self._recheck_qos)
+        self._subs = InputSubscriptions(self, inputs, self._on_incompatible_qos, QOS_RECHECK_S)
         self._extrinsics = Extrinsics(self, cfg.use_tf, cfg.static_translation, cfg.static_rotation)
         self._inputs.bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
         return super().on_configure(state)
@@ -173,13 +169,9 @@ class DepthFtNode(LifecycleNode):
         super().destroy_node()
 
     def _release(self) -> None:
-        if self._qos_timer is not None:
-            self.destroy_timer(self._qos_timer)
-            self._qos_timer = None
-        for sub in self._subs:
-            sub.destroy()
-        self._subs.clear()
-        self.incompatible_qos.clear()
+        if self._subs is not None:
+            self._subs.destroy()
+            self._subs = None
         if self._pubs is not None:
             self._pubs.destroy()
             self._pubs = None
@@ -196,17 +188,7 @@ class DepthFtNode(LifecycleNode):
 
     # -- input QoS -----------------------------------------------------------------------------------------
 
-    def _recheck_qos(self) -> None:
-        """Follow the publishers (auto): re-subscribe when one appears with another reliability."""
-        for sub in self._subs:
-            if sub.refresh():
-                assert sub.profile is not None
-                self.incompatible_qos.pop(sub.topic_name, None)
-                self.get_logger().info(f"{sub.topic_name}: publishers changed, now subscribed "
-                                       f"{describe_profile(sub.profile)}")
-
     def _on_incompatible_qos(self, topic: str, message: str) -> None:
-        self.incompatible_qos[topic] = message
         self._report.bad_input("incompatible_qos", message, throttle_key=topic)
 
     # -- callbacks: store and return -----------------------------------------------------------------------
@@ -393,12 +375,12 @@ class DepthFtNode(LifecycleNode):
 
     def _conditions(self, active: bool) -> list[str]:
         """What is wrong right now, beyond counted faults: incompatible input QoS, no image for a while."""
-        conditions = list(self.incompatible_qos.values())
+        conditions = list(self._subs.incompatible.values()) if self._subs is not None else []
         timeout_s = self.config.input_timeout
         if active and timeout_s > 0:
             silent_s = time.monotonic() - max(self._last_image_s, self._active_since_s)
             if silent_s > timeout_s:
-                image = next((s.topic_name for s in self._subs), names.IMAGE)
+                image = self._subs.subscriptions[0].topic_name if self._subs is not None else names.IMAGE
                 conditions.append(f"no image on {image} for {silent_s:.1f} s (input_timeout {timeout_s:g} s)")
         return conditions
 
