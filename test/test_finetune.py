@@ -25,7 +25,7 @@ from depth_ft_ros.training.losses import (
     normals_from_depth,
     ssi_l1_loss,
 )
-from depth_ft_ros.training.trainer import Finetuner, FinetuneOptions, FinetuneResult
+from depth_ft_ros.training.trainer import FinetuneOptions, Finetuner, FinetuneResult
 
 
 def reference_ssi_l1(pred: np.ndarray, depth_m: np.ndarray, space: str) -> float:
@@ -107,7 +107,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def options(demo: dict[str, Path], out: Path, **overrides: object) -> FinetuneOptions:
     settings: dict[str, object] = dict(bags=(demo["bag"],), base=str(demo["model"]), out=out, steps=3,
                                        processing_resolution=64, lr=1e-3, warmup_steps=1, batch_size=2,
-                                       grad_accum=2, checkpoint_every=1, val_frames=1, progress=False)
+                                       grad_accum=2, checkpoint_every=2, val_frames=1, progress=False)
     settings.update(overrides)
     return FinetuneOptions(**settings)  # type: ignore[arg-type]
 
@@ -176,6 +176,17 @@ def test_bad_options_name_the_flag(demo: dict[str, Path], tmp_path: Path) -> Non
 # because a randomly initialised tiny UNet has to learn the task from scratch in a few hundred steps.
 PROOF = dict(steps=300, processing_resolution=160, lr=1e-3, warmup_steps=30, batch_size=2, grad_accum=1,
              checkpoint_every=100, val_frames=32)
+
+
+def test_cli_reports_a_bad_flag_and_a_bag_without_lidar(demo: dict[str, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from depth_ft_ros.cli import main
+
+    base = ["finetune", str(demo["bag"]), "--base", str(demo["model"]), "--out", str(tmp_path / "out")]
+    assert main([*base, "--processing-resolution", "100"]) == 2
+    assert "--processing-resolution must be 0 (native) or a positive multiple of 8" in capsys.readouterr().err
+    assert main([*base, "--sparse-points-topic", "none", "--device", "cpu"]) == 2
+    assert "fine-tuning needs metric points" in capsys.readouterr().err
 
 
 def proof_run(bag: Path, model: Path, out: Path) -> FinetuneResult:

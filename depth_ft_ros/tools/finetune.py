@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = FinetuneOptions(bags=(), base="", out=Path())
     parser.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 directories (MCAP or sqlite3) to train on")
     parser.add_argument("--base", required=True, metavar="MODEL",
-                        help="checkpoint to start from: local folder or Hugging Face id (E2E-FT, Lotus, Marigold depth)")
+                        help="checkpoint to start from: folder or Hugging Face id (E2E-FT, Lotus, Marigold depth)")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output: a diffusers-layout folder the node loads; checkpoints under DIR/checkpoints")
     parser.add_argument("--val-bag", action="append", default=[], metavar="BAG",
@@ -31,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help=f"default {d.warmup_steps}")
     parser.add_argument("--final-lr-fraction", type=float, default=d.final_lr_fraction,
-                        help=f"exponential decay after the warm-up down to this fraction (default {d.final_lr_fraction})")
+                        help=f"exponential decay after the warm-up to this fraction (default {d.final_lr_fraction})")
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"AdamW (default {d.weight_decay})")
-    parser.add_argument("--grad-clip", type=float, default=d.grad_clip, help=f"gradient norm clip (default {d.grad_clip})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"per micro-batch (default {d.batch_size})")
+    parser.add_argument("--grad-clip", type=float, default=d.grad_clip, help=f"gradient clip (default {d.grad_clip})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"per micro-batch ({d.batch_size})")
     parser.add_argument("--grad-accum", type=int, default=d.grad_accum,
                         help=f"micro-batches per optimizer step (default {d.grad_accum}: effective batch "
                              f"{d.batch_size * d.grad_accum} per process)")
@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from depth_ft_ros.training.bag_frames import TopicFlags
-    from depth_ft_ros.training.trainer import Finetuner, FinetuneOptions
+    from depth_ft_ros.training.trainer import FinetuneOptions, Finetuner
 
     try:
         options = FinetuneOptions(
