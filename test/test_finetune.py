@@ -101,7 +101,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("finetune")
     write_demo_bag(root / "bag", frames=8, size=(96, 72))
     return {"root": root, "bag": root / "bag", "model": make_tiny_model(root / "tiny", "e2e-ft-depth"),
-            "lotus": make_tiny_model(root / "lotus", "lotus-d-disparity")}
+            "lotus": make_tiny_model(root / "lotus", "lotus-d-disparity"),
+            "normals": make_tiny_model(root / "normals", "e2e-ft-normals")}
 
 
 def options(demo: dict[str, Path], out: Path, **overrides: object) -> FinetuneOptions:
@@ -112,7 +113,7 @@ def options(demo: dict[str, Path], out: Path, **overrides: object) -> FinetuneOp
     return FinetuneOptions(**settings)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("base", ["model", "lotus"])
+@pytest.mark.parametrize("base", ["model", "lotus", "normals"])
 def test_gradient_reaches_the_unet_and_nothing_else(demo: dict[str, Path], tmp_path: Path, base: str) -> None:
     tuner = Finetuner(options(demo, tmp_path / "out", base=str(demo[base])))
     tuner._load()

@@ -50,19 +50,22 @@ def _table(before: dict[str, float], after: dict[str, float]) -> str:
 def model_card(spec: FamilySpec, base: str, settings: dict[str, Any], before: dict[str, float],
                after: dict[str, float]) -> str:
     bags = "\n".join(f"- {b}" for b in settings.get("bags", []))
+    supervision = ("the normals of the dense ground-truth depth" if spec.task == "normals"
+                   else "the LiDAR points")
     return (
         "---\nlibrary_name: diffusers\n"
         f"base_model: {base}\n"
         f"tags:\n- {spec.name}\n- fine-tuned\n---\n"
         f"# {spec.name} fine-tuned with depth-ft-ros\n\n"
         f"{spec.summary}, fine-tuned end to end from `{base}` with `depth-ft-ros finetune` (the E2E-FT recipe:\n"
-        "one UNet call at t=999, loss after the VAE decoder; VAE and text encoder frozen), supervised by the\n"
-        "LiDAR points of these bags:\n\n"
+        "one UNet call at t=999, loss after the VAE decoder; VAE and text encoder frozen), supervised by "
+        f"{supervision} of these bags:\n\n"
         f"{bags}\n\n"
         "## Settings\n\n```json\n" + json.dumps(settings, indent=2, default=str) + "\n```\n\n"
         "## Validation on held-out frames\n\n"
         "Prediction aligned globally (scale and shift) to half of each frame's LiDAR points, scored against\n"
-        "the other half (lidar_*) and the dense ground truth when the bag has one (gt_*); means over frames.\n\n"
+        "the other half (lidar_*) and the dense ground truth when the bag has one (gt_*); normals: mean angle\n"
+        "to the normals of the dense ground truth (gt_mean_angle_deg). Means over frames.\n\n"
         f"{_table(before, after)}\n"
     )
 

@@ -94,6 +94,8 @@ class FinetuneOptions:
                               f"{self.gradient_checkpointing!r}")
         if self.device not in ("auto", "cpu"):
             raise ConfigError(f"--device must be auto or cpu (accelerate picks the GPU), got {self.device!r}")
+        if Path(self.base).expanduser().resolve() == self.out.resolve():
+            raise ConfigError(f"--out {self.out} is the --base folder; write the fine-tuned model elsewhere")
         if self.resume and not (self.out / "checkpoints").is_dir():
             raise ConfigError(f"--resume: {self.out}/checkpoints does not exist; nothing to resume")
         if not self.resume and self.out.exists() and any(self.out.iterdir()):
