@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval-alignment": ("eval_alignment", "metric alignment accuracy and speed on real ground truth"),
     "make-demo-bag": ("demo_bag", "write a short rosbag2 built from the bundled Middlebury frame"),
     "replay": ("replay", "replay a rosbag2 through the node and record its outputs"),
+    "finetune": ("finetune", "fine-tune a checkpoint on rosbags with their LiDAR as supervision (E2E-FT recipe)"),
     "demo": ("demo", "the main job: demo bag -> node replay -> summary and previews"),
 }
 
