@@ -25,7 +25,7 @@ from depth_ft_ros.core.errors import DepthFtError
 from depth_ft_ros.ros import names
 from depth_ft_ros.ros.middleware import NODE_PUBLICATION_MODE, PUBLICATION_MODE_VAR, PUBLICATION_MODES
 
-OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "cloud", "publish")
+OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "confidence", "rectify", "cloud", "publish")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publication-mode", default=NODE_PUBLICATION_MODE, choices=PUBLICATION_MODES,
                         help=f"Fast DDS publication mode ({PUBLICATION_MODE_VAR}); default: what depth_ft_node uses "
                         "unless told otherwise")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="any node parameter, value in YAML (e.g. cloud_min_confidence=0.0); repeatable")
     parser.add_argument("--alignment-fit", default=None, choices=["scale_shift", "scale"],
                         help="default: scale for the tiny random checkpoints (their output does not follow depth), "
                         "else scale_shift")
@@ -72,6 +74,7 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
 
     from depth_ft_ros.ros import convert
     from depth_ft_ros.ros.node import DepthFtNode
+    from depth_ft_ros.ros.replay import parse_param_overrides
 
     rgb, camera, points = _scene(args.width, args.height, args.lidar_lines)
     cloud = np.zeros(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
@@ -84,7 +87,7 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
               "processing_resolution": args.processing_resolution, "alignment": alignment, "use_tf": False,
               "alignment_fit": args.alignment_fit or ("scale_shift" if args.depth_model else "scale"),
               "min_depth": 0.1, "max_depth": 20.0, "sync_wait": 1.0, "cloud_normals": args.cloud_normals,
-              "cloud_stride": args.cloud_stride}
+              "cloud_stride": args.cloud_stride, **parse_param_overrides(args.param)}
     node = DepthFtNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     probe = Node("bench_probe", context=context)
     executor = SingleThreadedExecutor(context=context)
