@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         result = export_onnx(
             args.model, args.out, processing_resolution=args.resolution, frame_wh=args.frame_size,
             size_hw=args.size, dtype=args.dtype, family=args.family, noise=args.noise, seed=args.seed,
-            opset=args.opset, external_data_bytes=args.external_data_bytes or EXTERNAL_DATA_BYTES,
+            opset=args.opset,
+            external_data_bytes=EXTERNAL_DATA_BYTES if args.external_data_bytes is None else args.external_data_bytes,
         )
     except (DepthFtError, ImportError) as exc:
         print(f"export-onnx: {exc}", file=sys.stderr)
