@@ -229,3 +229,36 @@ def test_manifest_records_what_was_exported() -> None:
     for entry in data["stages"].values():
         assert entry["sha256"][entry["file"]] == sha256_file(export_dir / entry["file"])
     assert set(data["probe"]["tolerances"]) == {"encode", "unet", "decode"}
+
+
+def test_node_runs_an_export_given_as_depth_model(ros_graph: Any) -> None:
+    """The node's depth_model takes an export folder; its depth/relative equals the torch predictor's."""
+    from node_fixtures import HEIGHT, WIDTH, Probe, image_to_numpy, scene, start_node
+
+    resolution = 160  # the scene frame's longest side: processed at 160x108, padded to 160x112
+    export_dir = exported("e2e-ft-depth", (WIDTH, HEIGHT), resolution)
+    node = start_node(ros_graph, depth_model=str(export_dir), normals_model="", processing_resolution=resolution,
+                      alignment="off", onnx_providers="cpu")
+    assert node.pipeline.depth_predictor.runtime == "onnxruntime"
+    probe = Probe(ros_graph)
+    stamp_ns = 1_700_000_000_000_000_000
+    probe.send(stamp_ns)
+    relative = image_to_numpy(probe.wait_output("depth/relative", stamp_ns), "f4", 1)
+    want = torch_predictor("e2e-ft-depth", resolution).predict(scene().rgb).depth
+    other_layout = torch_predictor("e2e-ft-depth", resolution, channels_last=True).predict(scene().rgb).depth
+    self_disagreement = float(np.abs(other_layout - want).max())
+    assert float(np.abs(relative - want).max()) <= max(STAGE_TOLERANCE, 3 * self_disagreement)
+
+
+def test_bench_prints_both_runtimes_per_stage(capsys: pytest.CaptureFixture[str]) -> None:
+    from depth_ft_ros.cli import main
+
+    assert main(["bench", "--runtime", "onnxruntime", "--model", str(tiny_model("e2e-ft-depth")), "--resolution",
+                 "64", "--width", "64", "--height", "48", "--runs", "1", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime" in out and "CPUExecutionProvider" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ")}
+    for stage in ("encode", "unet", "decode", "total"):
+        torch_ms, onnx_ms, ratio = (float(v) for v in rows[stage])
+        assert torch_ms > 0 and onnx_ms > 0 and ratio == pytest.approx(onnx_ms / torch_ms, rel=0.25)  # from unrounded ms
+    assert float(out.rsplit("difference", 1)[1]) <= 1e-4
