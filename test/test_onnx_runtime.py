@@ -260,5 +260,5 @@ def test_bench_prints_both_runtimes_per_stage(capsys: pytest.CaptureFixture[str]
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ")}
     for stage in ("encode", "unet", "decode", "total"):
         torch_ms, onnx_ms, ratio = (float(v) for v in rows[stage])
-        assert torch_ms > 0 and onnx_ms > 0 and ratio == pytest.approx(onnx_ms / torch_ms, rel=0.25)  # from unrounded ms
+        assert torch_ms > 0 and onnx_ms > 0 and ratio == pytest.approx(onnx_ms / torch_ms, rel=0.25)  # unrounded
     assert float(out.rsplit("difference", 1)[1]) <= 1e-4
