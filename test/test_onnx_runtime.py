@@ -262,3 +262,17 @@ def test_bench_prints_both_runtimes_per_stage(capsys: pytest.CaptureFixture[str]
         torch_ms, onnx_ms, ratio = (float(v) for v in rows[stage])
         assert torch_ms > 0 and onnx_ms > 0 and ratio == pytest.approx(onnx_ms / torch_ms, rel=0.25)  # unrounded
     assert float(out.rsplit("difference", 1)[1]) <= 1e-4
+
+
+@pytest.mark.slow
+def test_fp16_export_runs_in_half_precision_within_the_torch_fp16_error(tmp_path: Path) -> None:
+    out = tmp_path / "fp16"
+    export_onnx(tiny_model("e2e-ft-depth"), out, size_hw=(64, 96), dtype="fp16", log=lambda *_: None)
+    unet = onnx.load(str(out / "unet.onnx"))
+    assert {t.data_type for t in unet.graph.initializer if len(t.dims) == 4} == {onnx.TensorProto.FLOAT16}
+    rgb = random_rgb(64, 96, seed=2)
+    got = DepthFtPredictor.from_pretrained(out, processing_resolution=96).predict(rgb).depth
+    want = torch_predictor("e2e-ft-depth", 96).predict(rgb).depth
+    half = DepthFtPredictor.from_pretrained(tiny_model("e2e-ft-depth"), device="cpu", dtype="fp16",
+                                            processing_resolution=96).predict(rgb).depth
+    assert float(np.abs(got - want).max()) <= max(STAGE_TOLERANCE, 3 * float(np.abs(half - want).max()))
