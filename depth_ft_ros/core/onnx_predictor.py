@@ -70,10 +70,13 @@ def load_export(
     with np.load(manifest.folder / data["probe"]["file"]) as probe:
         text_embedding = torch.from_numpy(probe["text_embedding"])
     model_id: Any = data.get("source", {}).get("model_id", str(manifest.folder))
+    # Encodings are shared between exports of one VAE at one size and dtype only (numerics differ otherwise).
+    height, width = manifest.processing_hw
+    vae_key = f"onnx:{data['vae_key']}:{manifest.dtype}:{height}x{width}"
     return cls(
         runner=runner, vae=None, text_embedding=text_embedding, spec=spec, normals_frame=frame,
         model_dir=manifest.folder, model_id=f"{model_id} (ONNX export {manifest.folder})",
-        vae_key=f"onnx:{data['vae_key']}:{manifest.dtype}", device=torch.device("cpu"), dtype=torch.float32,
+        vae_key=vae_key, device=torch.device("cpu"), dtype=torch.float32,
         processing_resolution=manifest.processing_resolution, pad_multiple=int(data["pad_multiple"]),
         match_input_resolution=opts.match_input_resolution, num_inference_steps=steps, stages=stages,
         fixed_hw=manifest.processing_hw,

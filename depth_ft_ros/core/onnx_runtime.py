@@ -177,12 +177,10 @@ def resolve_providers(
     if requested in (None, "", "auto"):
         wanted = ["cpu"] if device == "cpu" else ["tensorrt", "cuda", "cpu"]
         chosen = [PROVIDER_NAMES[name] for name in wanted if PROVIDER_NAMES[name] in available]
-        if device.startswith("cuda") and not any(p in chosen for p in PROVIDER_NAMES.values() if p != PROVIDER_NAMES[
-                "cpu"]):
+        gpu = [name for name in chosen if name != PROVIDER_NAMES["cpu"]]
+        if device.startswith("cuda") and not gpu:
             raise ConfigError(f"device {device!r} asked for, but this onnxruntime offers {', '.join(available)}: "
                               "install onnxruntime-gpu (see README) or use device auto/cpu")
-        if device.startswith("cuda"):
-            chosen = [p for p in chosen if p != PROVIDER_NAMES["cpu"]] + [PROVIDER_NAMES["cpu"]]
         return chosen
     names = [n.strip().lower() for n in (requested.split(",") if isinstance(requested, str) else requested)]
     unknown = [n for n in names if n not in PROVIDER_NAMES]
