@@ -295,6 +295,9 @@ def load_stages(
     chosen = resolve_providers(providers, device, ort.get_available_providers())
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: the TensorRT provider is chatty
+    # No busy-waiting of onnxruntime's CPU threads after a run: they would take the cores from the torch
+    # post-processing that follows, and from the rest of the node.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with_options = [(name, _provider_options(name, manifest, ort.__version__)) for name in chosen]
     sessions = {}
     for stage in STAGE_FILES:
