@@ -131,7 +131,7 @@ def test_every_family_exports_stages_equal_to_torch(family: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["e2e-ft-depth", "e2e-ft-normals", "lotus-g-normals"])
-@pytest.mark.parametrize("frame_wh", [(640, 480), (1280, 720)])
+@pytest.mark.parametrize("frame_wh", [(640, 480), (1280, 720)], ids=["640x480", "1280x720"])
 @pytest.mark.parametrize("resolution", [384, 768])
 def test_whole_frames_at_the_issue_sizes(family: str, frame_wh: tuple[int, int], resolution: int) -> None:
     _check_end_to_end(family, frame_wh, resolution)
