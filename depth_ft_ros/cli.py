@@ -15,6 +15,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "make-tiny-model": ("tiny_model", "write a tiny randomly initialised checkpoint with the real file layout"),
     "fetch-model": ("fetch_model", "download a real checkpoint into the Hugging Face cache for offline use"),
     "bench": ("bench", "per-stage predictor timings, and the ratio to diffusers' pipeline"),
+    "export-onnx": ("export_onnx", "export a checkpoint's network stages as ONNX graphs (manifest + load-time probe)"),
     "bench-node": ("bench_node", "per-frame time the node spends outside the network (conversion, alignment, "
                    "cloud, publishing)"),
     "eval-alignment": ("eval_alignment", "metric alignment accuracy and speed on real ground truth"),

@@ -38,9 +38,11 @@ def _list_param(default: list[float], description: str, length: int) -> Any:
 
 @dataclass
 class NodeConfig:
-    depth_model: str = _param("", "Depth checkpoint: local diffusers folder or Hugging Face id; empty = none",
+    depth_model: str = _param("", "Depth checkpoint: local diffusers folder, Hugging Face id or ONNX export folder; "
+                              "empty = none",
                               reconfigure_only=True)
-    normals_model: str = _param("", "Normals checkpoint: local diffusers folder or Hugging Face id; empty = none",
+    normals_model: str = _param("", "Normals checkpoint: local diffusers folder, Hugging Face id or ONNX export "
+                                "folder; empty = none",
                                 reconfigure_only=True)
     device: str = _param("auto", "Torch device for the models", choices=("auto", "cuda", "cpu"),
                          reconfigure_only=True)
@@ -48,6 +50,11 @@ class NodeConfig:
                         choices=("auto", "fp16", "bf16", "fp32"), reconfigure_only=True)
     processing_resolution: int = _param(768, "Longest side the network sees, px (0 = native; multiple of 8)",
                                         min_value=0, max_value=4096, reconfigure_only=True)
+    onnx_providers: str = _param("auto", "ONNX exports only: execution providers, auto (TensorRT -> CUDA -> CPU by "
+                                 "availability) or a comma list of tensorrt, cuda, cpu", reconfigure_only=True)
+    onnx_probe: str = _param("refuse", "ONNX exports only: when the load-time probe differs from the export's PyTorch "
+                             "outputs beyond its tolerance, refuse to start or warn and run",
+                             choices=("refuse", "warn"), reconfigure_only=True)
     alignment: str = _param("global", "Metric alignment with sparse points", choices=("off", "global", "local"))
     space: str = _param("auto", "Space of the relative prediction (auto: from the checkpoint)",
                         choices=("auto", "depth", "disparity"))

@@ -1,6 +1,6 @@
-"""The predictor's image preprocessing as a function: uint8 RGB -> the network's [-1, 1] input.
+"""The network's input from uint8 RGB frames, in one place for the predictor and for fine-tuning.
 
-Same conventions as DepthFtPredictor._preprocess (the E2E-FT / diffusers ones): RGB/255*2-1, resized so
+The E2E-FT / diffusers conventions: RGB/255*2-1, resized so
 the longest side is processing_resolution (bilinear, antialiased; 0 keeps the native size), padded
 bottom/right by replication to a multiple of pad_multiple (the VAE factor). Fine-tuning feeds the network
 exactly what inference feeds it through this function.

@@ -129,7 +129,8 @@ class FramePipeline:
                 try:
                     predictor = DepthFtPredictor.from_pretrained(
                         model, device=config.device, dtype=config.dtype,
-                        processing_resolution=config.processing_resolution)
+                        processing_resolution=config.processing_resolution,
+                        onnx_providers=config.onnx_providers, onnx_probe=config.onnx_probe)
                 except ModelLoadError as exc:  # name the parameter: both models may be local folders
                     raise ModelLoadError(f"parameter {name}: {exc}") from exc
                 loaded[task] = predictor

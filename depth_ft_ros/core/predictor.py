@@ -11,8 +11,10 @@ down-sampling factor), encode (VAE latent mean x scaling factor), unet (family-s
 decode (VAE decoder + the family's read-out), postprocess (unpad, the family's resize back to the
 input size, normals renormalised and rotated into the ROS optical frame).
 
-The network runs in `dtype`; pre- and post-processing run in float32. Not thread-safe: use one
-predictor per thread.
+The network runs in `dtype`; pre- and post-processing run in float32. The three network stages run
+behind core/stages.py's StageExecutor: PyTorch for a checkpoint, ONNX Runtime for a folder written by
+`depth-ft-ros export-onnx` (core/onnx_runtime.py: fixed processing size, probed at load); everything
+else is this same code for both. Not thread-safe: use one predictor per thread.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from depth_ft_ros.core.errors import ConfigError, InputError
 from depth_ft_ros.core.families import (
@@ -50,6 +51,9 @@ from depth_ft_ros.core.families.detect import (
     trained_with_e2e_ft_code,
 )
 from depth_ft_ros.core.families.runtime import StageTimer, check_frame, resolve_device, resolve_dtype
+from depth_ft_ros.core.network_input import pad_to_multiple, to_network_input
+from depth_ft_ros.core.onnx_runtime import is_export_dir
+from depth_ft_ros.core.stages import StageExecutor, TorchStages
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL
@@ -126,6 +130,10 @@ class PredictorOptions:
     pad_multiple: int | None = None  # default: 8 px, the VAE factor (as diffusers)
     normals_frame: str | None = None  # override the family's frame: "left-up-back" | "right-up-back"
     match_input_resolution: bool = True  # False: outputs stay at the processing size (unpadded)
+    # ONNX exports only: execution providers ("auto": TensorRT -> CUDA -> CPU by availability, or a comma
+    # list of tensorrt, cuda, cpu) and what a failed load-time probe does ("refuse" | "warn").
+    onnx_providers: str | None = None
+    onnx_probe: str = "refuse"
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> PredictorOptions:
@@ -143,7 +151,7 @@ class DepthFtPredictor:
         self,
         *,
         runner: FamilyRunner,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | None,
         text_embedding: torch.Tensor,
         spec: FamilySpec,
         normals_frame: NormalsFrame | None,
@@ -156,6 +164,8 @@ class DepthFtPredictor:
         pad_multiple: int,
         match_input_resolution: bool = True,
         num_inference_steps: int = 1,
+        stages: StageExecutor | None = None,
+        fixed_hw: tuple[int, int] | None = None,
     ) -> None:
         self.runner = runner
         self.vae = vae
@@ -175,7 +185,12 @@ class DepthFtPredictor:
         self.num_inference_steps = num_inference_steps
         self.channels_last = False
         self._text = text_embedding.to(device=device, dtype=dtype)
-        self._scaling_factor = float(vae.config.scaling_factor)
+        if stages is None:
+            assert vae is not None, "the torch runtime needs the VAE"
+            stages = TorchStages(runner, vae, self._text, dtype)
+        self.stages = stages
+        self.runtime = stages.runtime  # "torch" | "onnxruntime"
+        self.fixed_hw = fixed_hw  # the padded network input size an ONNX export was made for
         self._closed = False
 
     @classmethod
@@ -193,6 +208,10 @@ class DepthFtPredictor:
         checkpoint that cannot be found, read or recognised.
         """
         opts = PredictorOptions.from_kwargs(options)
+        if is_export_dir(model):
+            from depth_ft_ros.core.onnx_predictor import load_export
+
+            return load_export(cls, Path(model), device, dtype, processing_resolution, opts)
         resolved_device = resolve_device(device)
         resolved_dtype = resolve_dtype(dtype, resolved_device)
         if not isinstance(processing_resolution, int) or processing_resolution < 0:
@@ -247,6 +266,7 @@ class DepthFtPredictor:
         from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
         processor = AttnProcessor2_0 if attention == "sdpa" else AttnProcessor
+        assert self.vae is not None  # the torch runtime
         for module in (self.runner.unet, self.vae):
             module.set_attn_processor(processor())
             if channels_last:
@@ -303,7 +323,7 @@ class DepthFtPredictor:
         if self._closed:
             return
         self._closed = True
-        del self.runner, self.vae, self._text
+        del self.runner, self.vae, self._text, self.stages
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -311,7 +331,7 @@ class DepthFtPredictor:
     def __repr__(self) -> str:
         return (
             f"DepthFtPredictor(model_id={self.model_id!r}, family={self.family!r}, device={self.device}, "
-            f"dtype={self.dtype}, processing_resolution={self.processing_resolution})"
+            f"dtype={self.dtype}, processing_resolution={self.processing_resolution}, runtime={self.runtime})"
         )
 
     # ---- stages -----------------------------------------------------------------------------
@@ -334,10 +354,9 @@ class DepthFtPredictor:
             timer.add(encoded.take_timings())  # the shared encoding counts once, in its first user
         if self.channels_last:
             latent = latent.contiguous(memory_format=torch.channels_last)
-        pred_latent = self.runner.denoise(latent, self._text)
+        pred_latent = self.stages.denoise(latent, self.runner.noise(latent))
         timer.lap("unet")
-        decoded = self.vae.decode(pred_latent / self._scaling_factor, return_dict=False)[0]
-        result = self.runner.finish_decoded(decoded.float())
+        result = self.stages.decode(pred_latent)
         timer.lap("decode")
         arrays = self._postprocess(result, geometry)
         timer.lap("postprocess")
@@ -346,28 +365,24 @@ class DepthFtPredictor:
 
     def _preprocess(self, frames: list[np.ndarray]) -> tuple[torch.Tensor, FrameGeometry]:
         batch = torch.from_numpy(np.stack(frames)).to(self.device)  # [B, H, W, 3] uint8: 4x less to copy
-        image = batch.permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0
-        height, width = image.shape[-2:]
-        new_hw = (height, width)
-        if self.processing_resolution > 0:
-            longest = max(height, width)
-            new_hw = (height * self.processing_resolution // longest, width * self.processing_resolution // longest)
-            if min(new_hw) == 0:
-                raise InputError(f"extreme aspect ratio {width}x{height}: nothing left at {self.processing_resolution}")
-            if new_hw != (height, width):
-                image = F.interpolate(image, new_hw, mode="bilinear", antialias=True)
+        height, width = batch.shape[1:3]
+        image = to_network_input(batch, self.processing_resolution)  # the one definition, shared with training
+        new_hw = (int(image.shape[-2]), int(image.shape[-1]))
         pad_h, pad_w = -new_hw[0] % self.pad_multiple, -new_hw[1] % self.pad_multiple
-        if pad_h or pad_w:
-            image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+        if self.fixed_hw is not None and (new_hw[0] + pad_h, new_hw[1] + pad_w) != self.fixed_hw:
+            raise InputError(
+                f"frame {width}x{height} is processed at {new_hw[1] + pad_w}x{new_hw[0] + pad_h}, but this ONNX "
+                f"export was made for {self.fixed_hw[1]}x{self.fixed_hw[0]}; export it for this camera "
+                f"(depth-ft-ros export-onnx --frame-size {width}x{height} --resolution {self.processing_resolution})"
+            )
+        image = pad_to_multiple(image, self.pad_multiple)
         # The HWC -> CHW permute leaves channels-last strides; pick the layout on purpose, since the
         # convolution kernels (and their rounding) depend on it.
         image = image.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         return image, FrameGeometry((height, width), new_hw, (pad_h, pad_w))
 
     def _encode(self, image: torch.Tensor) -> torch.Tensor:
-        # Distribution mean, not a sample: deterministic (diffusers' Marigold uses mode() = mean too).
-        posterior = self.vae.encode(image.to(self.dtype)).latent_dist
-        return posterior.mode() * self._scaling_factor
+        return self.stages.encode(image)
 
     def _adopt(self, encoded: EncodedFrame, frames: list[np.ndarray]) -> tuple[torch.Tensor, FrameGeometry]:
         geometry = encoded.geometry

@@ -1,6 +1,7 @@
 """`depth-ft-ros bench`: per-stage predictor timings, and the ratio to diffusers' Marigold pipeline.
 
     depth-ft-ros bench --model M --resolution R [--device D] [--dtype T] [--runs N] [--width W --height H]
+    depth-ft-ros bench --runtime onnxruntime [--export DIR] [--onnx-providers P] ...   (see bench_onnx.py)
 
 The frame is the Middlebury Motorcycle image resized to WxH. Each stage (preprocess, encode, unet,
 decode, postprocess) and the total are the median over N runs after one warm-up. For E2E-FT and
@@ -37,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
     parser.add_argument("--no-diffusers", action="store_true", help="skip the diffusers comparison")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                        help="onnxruntime: the torch path and its ONNX export side by side, per stage")
+    parser.add_argument("--export", default=None, help="with --runtime onnxruntime: an existing export folder "
+                        "(default: export --model into a temp folder)")
+    parser.add_argument("--onnx-providers", default="auto", help="with --runtime onnxruntime: auto | e.g. cuda,cpu")
 
 
 def bench_frame(width: int, height: int) -> np.ndarray:
@@ -136,6 +142,14 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="depth_ft_bench_") as tmp:
         model = args.model or str(make_tiny_model(tmp, "e2e-ft-depth"))
         label = args.model or "tiny random e2e-ft-depth (make-tiny-model)"
+        if args.runtime == "onnxruntime":
+            from depth_ft_ros.tools.bench_onnx import run_onnx_bench
+
+            try:
+                return run_onnx_bench(args, model, label, bench_frame(args.width, args.height))
+            except (DepthFtError, ImportError) as exc:
+                print(f"bench: {exc}", file=sys.stderr)
+                return 1
         options = {"channels_last": args.channels_last, "compile": args.compile}
         if args.family:
             options["family"] = args.family

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from depth_ft_ros.core.errors import ConfigError
+from depth_ft_ros.core.stages import TorchStages
 from depth_ft_ros.training.bag_frames import BagFrame, TopicFlags, read_bag_frames
 from depth_ft_ros.training.losses import angular_loss, metric_to_model_space, ssi_l1_loss
 from depth_ft_ros.training.samples import TrainSample, augment, collate, make_sample, split_by_time
@@ -173,7 +174,11 @@ class Finetuner:
             predictor = DepthFtPredictor.from_pretrained(o.base, device=self.accelerator.device, dtype="fp32",
                                                          processing_resolution=o.processing_resolution,
                                                          family="e2e-ft-depth")
+        if not isinstance(predictor.stages, TorchStages):
+            raise ConfigError(f"--base {o.base} is an ONNX export ({predictor.stages.runtime}): fine-tune the "
+                              "diffusers checkpoint it was exported from")
         self.predictor = predictor
+        self.stages: TorchStages = predictor.stages
         self.spec = get_family(predictor.family)
         unet = predictor.runner.unet
         unet.requires_grad_(True).train()
@@ -211,13 +216,10 @@ class Finetuner:
 
     def _forward(self, image: torch.Tensor) -> torch.Tensor:
         """[B,3,H,W] network input -> the family's read-out [B,C,H,W], differentiable w.r.t. the UNet."""
-        vae = self.predictor.vae
-        scaling = float(vae.config.scaling_factor)
         with torch.no_grad():  # frozen encoder: its latent is a constant input
-            latent = vae.encode(image).latent_dist.mode() * scaling
-        pred_latent = self.predictor.runner.denoise(latent, self.predictor.text_embedding)
-        decoded = vae.decode(pred_latent / scaling, return_dict=False)[0]
-        return self.predictor.runner.finish_decoded(decoded.float())
+            latent = self.stages.encode(image)
+        # The predictor's own stages: the family's start latent, UNet call and x0, then decoder and read-out.
+        return self.stages.decode(self.stages.denoise(latent, self.stages.runner.noise(latent)))
 
     def loss(self, samples: list[TrainSample]) -> tuple[torch.Tensor, int]:
         """The task loss of one micro-batch (samples of one size) and the number of images it counts."""

@@ -59,12 +59,17 @@ class LotusRunner:
         self.noise = noise or NoiseLatents(spec.default_noise, 0)
 
     def denoise(self, image_latent: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
+        return self.denoise_from(image_latent, self.noise(image_latent), text_embedding)
+
+    def denoise_from(
+        self, image_latent: torch.Tensor, start_latent: torch.Tensor, text_embedding: torch.Tensor
+    ) -> torch.Tensor:
         batch = image_latent.shape[0]
         text = text_embedding.expand(batch, -1, -1)
         labels = task_switcher(batch, image_latent.device, image_latent.dtype)
         unet_input = image_latent
         if self.spec.unet_in_channels == 8:  # Lotus-G
-            unet_input = torch.cat([image_latent, self.noise(image_latent)], dim=1)
+            unet_input = torch.cat([image_latent, start_latent], dim=1)
         return self.unet(unet_input, self.timestep, encoder_hidden_states=text, class_labels=labels).sample
 
     def finish_decoded(self, decoded: torch.Tensor) -> torch.Tensor:

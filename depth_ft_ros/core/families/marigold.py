@@ -77,8 +77,13 @@ class MarigoldRunner:
         self.last_timestep = self.scheduler.config.num_train_timesteps - 1
 
     def denoise(self, image_latent: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
+        return self.denoise_from(image_latent, self.noise(image_latent), text_embedding)
+
+    def denoise_from(
+        self, image_latent: torch.Tensor, start_latent: torch.Tensor, text_embedding: torch.Tensor
+    ) -> torch.Tensor:
         text = text_embedding.expand(image_latent.shape[0], -1, -1)
-        pred = self.noise(image_latent)
+        pred = start_latent
         if self.spec.single_step:
             t = self.last_timestep
             output = self.unet(torch.cat([image_latent, pred], dim=1), t, encoder_hidden_states=text).sample
