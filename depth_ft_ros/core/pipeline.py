@@ -106,7 +106,7 @@ class FramePipeline:
         self.config = config
         self.space = self._resolve_space(config)
         self.aligner = MetricAligner(aligner_settings(config))
-        self._rectify_cache: tuple[PinholeCamera, Rectifier] | None = None
+        self._rectify_cache: tuple[PinholeCamera, Rectifier | None] | None = None
 
     def update_config(self, config: NodeConfig) -> None:
         """Apply parameters changed at run time (from the next frame on; a frame in flight keeps its own).
@@ -179,10 +179,10 @@ class FramePipeline:
     def _rectifier(self, cfg: NodeConfig, camera: PinholeCamera) -> Rectifier | None:
         """The raw -> rectified maps of this camera (built once per camera object), or None when the outputs
         stay in the input's geometry."""
-        if not cfg.rectify_outputs or cfg.image_rectified or not needs_rectification(camera):
+        if not cfg.rectify_outputs or cfg.image_rectified:
             return None
         if self._rectify_cache is None or self._rectify_cache[0] is not camera:
-            self._rectify_cache = (camera, Rectifier.for_camera(camera))
+            self._rectify_cache = (camera, Rectifier.for_camera(camera) if needs_rectification(camera) else None)
         return self._rectify_cache[1]
 
     def process(self, frame: FrameInput, outputs: Outputs | None = None) -> FrameResult:
