@@ -144,10 +144,11 @@ class ReplaySummary:
                          f"{overall['absrel']:.4f}  RMSE {overall['rmse_m']:.4f} m  delta1 {overall['delta1']:.4f}  "
                          f"coverage {overall['coverage']:.3f}")
             if "absrel_cloud_kept" in overall:
+                dropped = overall.get("absrel_cloud_dropped", math.nan)
                 lines.append(f"  cloud filters (flying pixels, cloud_min_confidence): kept "
                              f"{overall['cloud_kept_fraction']:.1%} of the valid pixels, AbsRel kept "
-                             f"{overall['absrel_cloud_kept']:.4f} vs dropped "
-                             f"{overall.get('absrel_cloud_dropped', math.nan):.4f}")
+                             f"{overall['absrel_cloud_kept']:.4f}"
+                             + (f" vs dropped {dropped:.4f}" if math.isfinite(dropped) else " (none dropped)"))
         lines.append(f"  output bag: {self.out_bag}")
         lines.extend(f"    {topic}: {count} msgs" for topic, count in sorted(self.output_counts.items()))
         return "\n".join(lines)
