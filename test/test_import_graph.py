@@ -1,5 +1,5 @@
 """The package's import graph, read from the source with ast: no cycles, and the runtime core stands alone
-(no rclpy, nothing from the ROS layer, the bag IO, the CLI tools or the evaluation package).
+(no rclpy, nothing from the ROS layer, the bag IO, the CLI tools, the evaluation, training or export packages).
 
 Every import counts, also those inside functions (a lazy import is still a dependency); imports under
 `if TYPE_CHECKING:` do not (they never run).
@@ -117,7 +117,7 @@ def test_the_package_has_no_import_cycle() -> None:
 @pytest.mark.parametrize(
     "forbidden",
     ["rclpy", "depth_ft_ros.ros", "depth_ft_ros.bag", "depth_ft_ros.tools", "depth_ft_ros.evaluation",
-     "depth_ft_ros.cli"],
+     "depth_ft_ros.training", "depth_ft_ros.export", "depth_ft_ros.cli"],
 )
 def test_the_runtime_core_imports_only_itself(forbidden: str) -> None:
     offenders = {
