@@ -47,3 +47,13 @@ def test_stamp_buffer_waits_for_late_message() -> None:
     threading.Timer(0.05, buffer.add, args=(1_000, "late")).start()
     assert buffer.wait_nearest(1_000, tolerance_ns=0, timeout_s=5.0) == "late"
     assert buffer.wait_nearest(5_000, tolerance_ns=0, timeout_s=0.05) is None
+
+
+def test_nearest_index_in_sorted_stamps() -> None:
+    from depth_ft_ros.core.frame_sync import nearest_index
+
+    stamps = [100, 200, 300]
+    assert nearest_index(stamps, 240, 50) == 1  # 200 is 40 away, 300 is 60
+    assert nearest_index(stamps, 260, 50) == 2
+    assert nearest_index(stamps, 50, 50) == 0 and nearest_index(stamps, 360, 50) is None
+    assert nearest_index(stamps, 150, 10) is None and nearest_index([], 1, 10) is None

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import deque
 from typing import Generic, TypeVar
@@ -78,3 +79,13 @@ class StampBuffer(Generic[T]):
             if gap <= best_gap:
                 best, best_gap = item, gap
         return best if best_gap <= tolerance_ns else None
+
+
+def nearest_index(sorted_stamps_ns: list[int], stamp_ns: int, tolerance_ns: int) -> int | None:
+    """Index of the stamp nearest to stamp_ns among sorted stamps, if within tolerance_ns; else None (bags)."""
+    i = bisect.bisect_left(sorted_stamps_ns, stamp_ns)
+    best = min((j for j in (i - 1, i) if 0 <= j < len(sorted_stamps_ns)),
+               key=lambda j: abs(sorted_stamps_ns[j] - stamp_ns), default=None)
+    if best is None or abs(sorted_stamps_ns[best] - stamp_ns) > tolerance_ns:
+        return None
+    return best

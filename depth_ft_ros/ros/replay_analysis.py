@@ -18,6 +18,7 @@ from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from depth_ft_ros.bag.messages import COMPRESSED_IMAGE, stamp_ns_from_cdr
 from depth_ft_ros.bag.report import FrameRecord, affine_from_outputs
 from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.core.frame_sync import nearest_index
 from depth_ft_ros.evaluation.metrics import depth_metrics
 from depth_ft_ros.ros import convert, names
 
@@ -118,8 +119,8 @@ class OutputAnalyzer:
 
     def _score(self, record: FrameRecord, depth_m: np.ndarray) -> None:
         """Metrics vs the nearest ground truth (called with the lock held)."""
-        i = bisect.bisect_left(self._gt_stamps, record.stamp_ns - GT_MATCH_NS)
-        if i >= len(self._gt_stamps) or abs(self._gt_stamps[i] - record.stamp_ns) > GT_MATCH_NS:
+        i = nearest_index(self._gt_stamps, record.stamp_ns, GT_MATCH_NS)
+        if i is None:
             return
         gt = convert.depth_image_to_metres(deserialize_message(self._gt.pop(self._gt_stamps.pop(i)), Image))
         if gt.shape != depth_m.shape:

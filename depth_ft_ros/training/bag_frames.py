@@ -11,7 +11,6 @@ is skipped and counted under its reason.
 
 from __future__ import annotations
 
-import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from depth_ft_ros.bag.transforms import lookup_static
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.core.frame_sync import nearest_index
 from depth_ft_ros.core.sparse import SparsePoints, project_sparse_points, transform_points
 
 
@@ -55,16 +55,6 @@ class BagFrame:
 class BagFrames:
     frames: list[BagFrame]
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> images not used
-
-
-def _nearest(stamps: list[int], stamp_ns: int, tolerance_ns: int) -> int | None:
-    """Index of the stamp nearest to stamp_ns within tolerance_ns (stamps sorted), else None."""
-    i = bisect.bisect_left(stamps, stamp_ns)
-    best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - stamp_ns),
-               default=None)
-    if best is None or abs(stamps[best] - stamp_ns) > tolerance_ns:
-        return None
-    return best
 
 
 def _decode_rgb(msg: Any, msgtype: str) -> np.ndarray:
@@ -104,11 +94,11 @@ def read_bag_frames(path: str | Path, flags: TopicFlags = TopicFlags(), config: 
         image_type = bag.msgtype(plan.image)
         transform_cache: dict[tuple[str, str], np.ndarray] = {}
         for stamp_ns, data in sorted(by_topic.get(plan.image, []), key=lambda item: item[0]):
-            info_i = _nearest(stamps[plan.camera_info], stamp_ns, tolerance_ns)
+            info_i = nearest_index(stamps[plan.camera_info], stamp_ns, tolerance_ns)
             if info_i is None:
                 out.skipped["no camera_info within sync_tolerance"] += 1
                 continue
-            cloud_i = _nearest(stamps[plan.sparse_points], stamp_ns, tolerance_ns) if plan.sparse_points else None
+            cloud_i = nearest_index(stamps[plan.sparse_points], stamp_ns, tolerance_ns) if plan.sparse_points else None
             if plan.sparse_points and cloud_i is None:
                 out.skipped["no sparse points within sync_tolerance"] += 1
                 continue
@@ -134,7 +124,7 @@ def read_bag_frames(path: str | Path, flags: TopicFlags = TopicFlags(), config: 
                         see_through_margin_m=cfg.see_through_margin)
                 gt = None
                 if plan.gt_depth:
-                    gt_i = _nearest(stamps[plan.gt_depth], stamp_ns, tolerance_ns)
+                    gt_i = nearest_index(stamps[plan.gt_depth], stamp_ns, tolerance_ns)
                     if gt_i is not None:
                         gt = depth_image_to_metres(m.deserialize(side[plan.gt_depth][gt_i][1], m.IMAGE))
                         if gt.shape != rgb.shape[:2]:
