@@ -1,8 +1,11 @@
 """ros2 launch depth_ft_ros depth_ft.launch.py [camera:=/camera] [image:=...] [params_file:=...] [rviz:=true]
+   ros2 launch depth_ft_ros depth_ft.launch.py cameras:=front,left,right [params_file:=...]
 
 Starts depth_ft_node (configures and activates itself: autostart) with its topics remapped to a camera
 namespace, and optionally RViz with the bundled display config rewritten for the namespace, the LiDAR topic and
-`fixed_frame`.
+`fixed_frame`. With `cameras`, one node serves every camera C with one copy of the models: C/image and
+C/camera_info are remapped to /C/<camera_image> and /C/camera_info (a driver per camera namespace), the outputs
+are <namespace>/C/depth/image, ...; RViz shows the first camera.
 """
 
 import os
@@ -16,14 +19,39 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
 
+def _cameras(context) -> list:
+    return [c.strip() for c in LaunchConfiguration("cameras").perform(context).split(",") if c.strip()]
+
+
+def _node(context) -> list:
+    arg = LaunchConfiguration
+    cameras = _cameras(context)
+    shared = [("sparse_points", arg("sparse_points")), ("sparse_depth", arg("sparse_depth"))]
+    if cameras:
+        image = arg("camera_image").perform(context)
+        remappings = [(f"{c}/{topic}", f"/{c}/{target}") for c in cameras for topic, target in (
+            ("image", image), ("image/compressed", f"{image}/compressed"), ("camera_info", "camera_info"),
+            ("sparse_points", "sparse_points"), ("sparse_depth", "sparse_depth"))] + shared
+        parameters = [arg("params_file"), {"use_sim_time": arg("use_sim_time"), "cameras": cameras}]
+    else:
+        remappings = [("image", arg("image")), ("image/compressed", [arg("image"), "/compressed"]),
+                      ("camera_info", arg("camera_info")), *shared]
+        parameters = [arg("params_file"), {"use_sim_time": arg("use_sim_time")}]
+    return [LifecycleNode(package="depth_ft_ros", executable="depth_ft_node", name="depth_ft_node",
+                          namespace=arg("namespace"), output="screen", parameters=parameters,
+                          remappings=remappings)]
+
+
 def _rviz(context, share: str) -> list:
     from depth_ft_ros.ros.rviz_config import render_rviz_config
 
     def value(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
+    cameras = _cameras(context)
+    outputs = value("namespace") + (f"/{cameras[0]}" if cameras else "")
     with open(os.path.join(share, "config", "depth_ft.rviz"), encoding="utf-8") as handle:
-        text = render_rviz_config(handle.read(), value("namespace"), value("sparse_points"), value("fixed_frame"))
+        text = render_rviz_config(handle.read(), outputs, value("sparse_points"), value("fixed_frame"))
     with tempfile.NamedTemporaryFile("w", suffix=".rviz", prefix="depth_ft_", delete=False) as rendered:
         rendered.write(text)
     return [Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
@@ -55,17 +83,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/depth_ft.rviz"),
         DeclareLaunchArgument("fixed_frame", default_value="camera_optical_frame",
                               description="RViz fixed frame (e.g. odom or map on a moving robot)"),
-        LifecycleNode(
-            package="depth_ft_ros", executable="depth_ft_node", name="depth_ft_node", namespace=arg("namespace"),
-            output="screen",
-            parameters=[arg("params_file"), {"use_sim_time": arg("use_sim_time")}],
-            remappings=[
-                ("image", arg("image")),
-                ("image/compressed", [arg("image"), "/compressed"]),
-                ("camera_info", arg("camera_info")),
-                ("sparse_points", arg("sparse_points")),
-                ("sparse_depth", arg("sparse_depth")),
-            ],
-        ),
+        DeclareLaunchArgument("cameras", default_value="",
+                              description="several cameras, one node: comma list, e.g. front,left,right (empty: one "
+                              "camera, the `camera` argument)"),
+        DeclareLaunchArgument("camera_image", default_value="image_raw",
+                              description="with `cameras`: each camera C's image topic is /C/<camera_image>"),
+        OpaqueFunction(function=_node),
         OpaqueFunction(function=_rviz, args=[share], condition=IfCondition(arg("rviz"))),
     ])

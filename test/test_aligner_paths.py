@@ -16,6 +16,7 @@ import pytest
 
 from depth_ft_ros.core.alignment import MetricAligner, align
 from depth_ft_ros.core.config import NodeConfig
+from depth_ft_ros.core.models import Models
 from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, Outputs, aligner_settings
 from depth_ft_ros.core.sparse import project_sparse_points
 from depth_ft_ros.evaluation import lidar_sim
@@ -40,9 +41,9 @@ class _ReplayedPredictor:
     def __init__(self, maps: list[np.ndarray], space: str) -> None:
         self.maps, self.space, self.vae_key, self.calls = maps, space, "replayed", 0
 
-    def predict(self, rgb: np.ndarray, encoded: object = None) -> _Prediction:
-        self.calls += 1
-        return _Prediction(self.maps[self.calls - 1])
+    def predict_batch(self, frames: list[np.ndarray], encoded: object = None) -> list[_Prediction]:
+        self.calls += len(frames)
+        return [_Prediction(self.maps[self.calls - len(frames) + i]) for i in range(len(frames))]
 
     def close(self) -> None:
         pass
@@ -68,7 +69,7 @@ def _sequence(space: str, with_gap: bool = False) -> _Sequence:
 
 def _pipeline(seq: _Sequence, space: str, **params: object) -> FramePipeline:
     config = NodeConfig(**{"depth_model": "replayed", **params}).validate()  # type: ignore[arg-type]
-    return FramePipeline(config, _ReplayedPredictor(seq.relative, space), None)  # type: ignore[arg-type]
+    return FramePipeline(config, Models(_ReplayedPredictor(seq.relative, space), None))  # type: ignore[arg-type]
 
 
 def _projected(points_cam_m: np.ndarray, config: NodeConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -129,16 +129,16 @@ def test_internal_errors_are_their_own_counter_logged_once_with_traceback_and_er
     node = start_node(ros_graph, "faults_internal")
     probe = Probe(ros_graph)
     node.stats.recent_window_s = 1.5  # the recovery below in test time
-    process = node.pipeline.process
+    finish = node.pipeline.finish
     failures = {"left": 3}
 
     def failing_process(*args: Any, **kwargs: Any) -> Any:  # a bug inside the pipeline, not the input's fault
         if failures["left"] > 0:
             failures["left"] -= 1
             raise RuntimeError("simulated fault in the pipeline")
-        return process(*args, **kwargs)
+        return finish(*args, **kwargs)
 
-    node.pipeline.process = failing_process
+    node.pipeline.finish = failing_process
     bad_inputs = sum(node.stats.warnings.values())
     for i in range(3):
         probe.send(T0_NS + i)
@@ -220,13 +220,14 @@ def test_a_busy_worker_never_runs_beside_a_new_one(ros_graph: Any) -> None:
     node.worker_join_timeout_s = 0.2
     running = workers()  # this node's, and any another test's node has not finished stopping
     entered, release = threading.Event(), threading.Event()
-    process = node._process
+    predict = node.models.predict
 
-    def stuck_process(*args: Any) -> None:  # a frame that takes long in the network
+    def stuck_predict(*args: Any) -> Any:  # a frame that takes long in the network
         entered.set()
         release.wait(30.0)
+        return predict(*args)
 
-    node._process = stuck_process
+    node.models.predict = stuck_predict
     probe.send(T0_NS)
     assert entered.wait(10.0)
     old = node._worker
@@ -238,7 +239,6 @@ def test_a_busy_worker_never_runs_beside_a_new_one(ros_graph: Any) -> None:
     assert workers() <= running
 
     release.set()
-    node._process = process
     assert ros_graph.wait_for(lambda: not old.is_alive(), 5.0)  # its own stop event ends it after the frame
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert node._worker is not old

@@ -69,8 +69,9 @@ def test_best_effort_drivers_get_outputs_with_auto_qos(ros_graph: Any) -> None:
 
     pubs = inputs(ros_graph, "sensor_driver", qos_profile_sensor_data)  # like most LiDAR drivers
     node = start_node(ros_graph, "depth_auto_qos")
+    subscriptions = node.streams[0].subs.subscriptions
     assert ros_graph.wait_for(lambda: all(s.profile is not None and s.profile.reliability ==
-                                          ReliabilityPolicy.BEST_EFFORT for s in node._subs.subscriptions), 10.0)
+                                          ReliabilityPolicy.BEST_EFFORT for s in subscriptions), 10.0)
     depth = ros_graph.collect(pubs[0], Image, "depth/image")
     for i in range(20):  # best effort may lose one: send until a frame comes out
         send(pubs, T0_NS + i)

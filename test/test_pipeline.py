@@ -10,6 +10,7 @@ from predictor_fixtures import cached_predictor
 
 from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.core.models import Models
 from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, camera_for_image
 
 S_NS = 1_000_000_000
@@ -19,7 +20,7 @@ def pipeline(**overrides: object) -> FramePipeline:
     params: dict[str, object] = {"depth_model": "tiny", "alignment": "global", "alignment_fit": "scale",
                                  "min_depth": 0.1, "max_depth": 20.0, "hold_seconds": 1.0, **overrides}
     config = NodeConfig(**params).validate()  # type: ignore[arg-type]
-    return FramePipeline(config, cached_predictor("e2e-ft-depth", processing_resolution=0), None)
+    return FramePipeline(config, Models(cached_predictor("e2e-ft-depth", processing_resolution=0), None))
 
 
 def frame(stamp_ns: int, with_points: bool) -> FrameInput:
@@ -67,8 +68,8 @@ def test_camera_for_image_scales_same_aspect_and_refuses_another() -> None:
 
 def test_depth_and_normals_checkpoints_with_one_vae_encode_once() -> None:
     config = NodeConfig(depth_model="tiny", normals_model="tiny").validate()
-    p = FramePipeline(config, cached_predictor("e2e-ft-depth", processing_resolution=0),
-                      cached_predictor("e2e-ft-normals", processing_resolution=0))
+    p = FramePipeline(config, Models(cached_predictor("e2e-ft-depth", processing_resolution=0),
+                                     cached_predictor("e2e-ft-normals", processing_resolution=0)))
     assert p.shared_encoder
     result = p.process(frame(0, with_points=True))
     assert result.timings_ms["depth.encode"] > 0 and result.timings_ms["normals.encode"] == 0

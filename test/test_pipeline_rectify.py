@@ -16,6 +16,7 @@ from predictor_fixtures import cached_predictor
 
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.config import NodeConfig
+from depth_ft_ros.core.models import Models
 from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, Outputs
 from depth_ft_ros.core.predictor import Prediction
 
@@ -51,13 +52,13 @@ def perfect_pipeline(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untype
     predictor = cached_predictor("e2e-ft-depth", processing_resolution=0)
     gt = raw_plane_depth()
     relative = (gt - gt.min()) / (gt.max() - gt.min())
-    monkeypatch.setattr(predictor, "predict", lambda rgb, encoded=None: Prediction(depth=relative.copy(),
-                                                                                     space="depth"))
+    monkeypatch.setattr(predictor, "predict_batch", lambda frames, encoded=None: [
+        Prediction(depth=relative.copy(), space="depth") for _ in frames])
 
     def make(**overrides: object) -> FramePipeline:
         config = NodeConfig(depth_model="tiny", alignment="global", min_depth=0.1, max_depth=20.0,
                             see_through_margin=0.0, **overrides).validate()  # type: ignore[arg-type]
-        return FramePipeline(config, predictor, None)
+        return FramePipeline(config, Models(predictor, None))
 
     return make
 

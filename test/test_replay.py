@@ -107,18 +107,20 @@ def ground_truth_network(in_bag: Path) -> Iterator[None]:
     lo, hi = min(np.nanmin(g) for g in gts), max(np.nanmax(g) for g in gts)
     relative = {hashlib.sha1(image.data.tobytes()).digest(): np.nan_to_num((gt - lo) / (hi - lo), nan=1.0)
                 for image, gt in zip(msgs["/camera/image_raw"], gts, strict=True)}
-    original = DepthFtPredictor.predict
+    original = DepthFtPredictor.predict_batch
 
-    def predict(self: DepthFtPredictor, rgb: np.ndarray, *args: object, **kwargs: object) -> object:
-        prediction = original(self, rgb, *args, **kwargs)
-        key = hashlib.sha1(np.ascontiguousarray(rgb).tobytes()).digest()
-        if self.task == "depth" and key in relative:
-            assert prediction.depth is not None and prediction.depth.shape == relative[key].shape
-            prediction.depth = relative[key].copy()
-        return prediction
+    def predict_batch(self: DepthFtPredictor, frames: list[np.ndarray], *args: object,
+                      **kwargs: object) -> object:
+        predictions = original(self, frames, *args, **kwargs)
+        for rgb, prediction in zip(frames, predictions, strict=True):
+            key = hashlib.sha1(np.ascontiguousarray(rgb).tobytes()).digest()
+            if self.task == "depth" and key in relative:
+                assert prediction.depth is not None and prediction.depth.shape == relative[key].shape
+                prediction.depth = relative[key].copy()
+        return predictions
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(DepthFtPredictor, "predict", predict)
+        patch.setattr(DepthFtPredictor, "predict_batch", predict_batch)
         yield
 
 

@@ -8,6 +8,7 @@ that names the parameter and the allowed values.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -23,6 +24,7 @@ class Param:
     min_value: float | None = None
     max_value: float | None = None
     length: int | None = None  # for float lists
+    string_list: bool = False  # a list of names (a string array, or one comma-separated string)
     # Read only when the node configures (chooses models, devices, subscriptions); a change at run time waits
     # for the next configure. The other parameters take effect between two frames.
     reconfigure_only: bool = False
@@ -36,8 +38,26 @@ def _list_param(default: list[float], description: str, length: int) -> Any:
     return field(default_factory=lambda: list(default), metadata={"param": Param(description, length=length)})
 
 
+def _names_param(description: str, **kwargs: Any) -> Any:
+    return field(default_factory=list, metadata={"param": Param(description, string_list=True, **kwargs)})
+
+
+CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # a ROS name token: usable in topics and parameter names
+PER_CAMERA_PARAMETERS = ("static_translation", "static_rotation")  # C.<name>: per camera, default the node's
+
+
 @dataclass
 class NodeConfig:
+    cameras: list[str] = _names_param(  # noqa: RUF009 - returns a dataclass field
+        "Camera names, each served on C/image, C/camera_info -> C/depth/image, C/points, ... by one copy of the "
+        "models (empty: one camera on image, camera_info, ...)", reconfigure_only=True)
+    batch_window: float = _param(10.0, "Several cameras: how long a ready frame waits for the other cameras' to "
+                                 "share one forward, ms", min_value=0.0, max_value=1000.0)
+    max_batch: int = _param(0, "Several cameras: most frames in one forward (0 = every camera's; 1 = one frame at "
+                            "a time)", min_value=0, max_value=64)
+    sparse_per_camera: bool = _param(False, "Several cameras: each has its own C/sparse_points (or C/sparse_depth); "
+                                     "false: one shared sparse_points topic (one LiDAR seen by every camera)",
+                                     reconfigure_only=True)
     depth_model: str = _param("", "Depth checkpoint: local diffusers folder, Hugging Face id or ONNX export folder; "
                               "empty = none",
                               reconfigure_only=True)
@@ -144,11 +164,32 @@ class NodeConfig:
         if self.max_depth <= self.min_depth:
             raise ConfigError(f"parameters min_depth={self.min_depth} and max_depth={self.max_depth}: "
                               "max_depth must be greater than min_depth")
-        quat_norm = math.sqrt(sum(q * q for q in self.static_rotation))
-        if not 0.5 < quat_norm < 2.0:
-            raise ConfigError(f"parameter static_rotation={self.static_rotation}: not a quaternion [x, y, z, w] "
-                              "(norm must be ~1)")
+        check_rotation("static_rotation", self.static_rotation)
         return self
+
+
+def check_camera_value(camera: str, name: str, value: list[float]) -> list[float]:
+    """A per-camera parameter `camera.name` (PER_CAMERA_PARAMETERS), checked as the node-level one is."""
+    label = f"{camera}.{name}"
+    check_value(name, value, label)
+    if name == "static_rotation":
+        check_rotation(label, value)
+    return [float(v) for v in value]
+
+
+def check_rotation(name: str, rotation_xyzw: list[float]) -> None:
+    quat_norm = math.sqrt(sum(q * q for q in rotation_xyzw))
+    if not 0.5 < quat_norm < 2.0:
+        raise ConfigError(f"parameter {name}={rotation_xyzw}: not a quaternion [x, y, z, w] (norm must be ~1)")
+
+
+def check_camera_names(names: list[str], param: str = "cameras") -> None:
+    for name in names:
+        if not isinstance(name, str) or not CAMERA_NAME.match(name):
+            raise ConfigError(f"parameter {param}: {name!r} is not a camera name (a letter, then letters, digits "
+                              "or _; it prefixes topics and parameters)")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"parameter {param}={names}: each name once")
 
 
 def param_spec(name: str) -> Param:
@@ -158,11 +199,15 @@ def param_spec(name: str) -> Param:
     raise ConfigError(f"unknown parameter {name!r}; known: {', '.join(f.name for f in fields(NodeConfig))}")
 
 
-def check_value(name: str, value: Any) -> None:
-    """Raise ConfigError naming `name` and what it allows when `value` breaks its table entry."""
+def check_value(name: str, value: Any, label: str = "") -> None:
+    """Raise ConfigError naming the parameter (`label`, default `name`) and what it allows when `value` breaks
+    the table entry of `name`."""
     spec = param_spec(name)
+    name = label or name
     if spec.choices and value not in spec.choices:
         raise ConfigError(f"parameter {name}={value!r}: allowed values are {', '.join(spec.choices)}")
+    if spec.string_list:
+        check_camera_names(list(value), name)
     if spec.length is not None:
         values = list(value)
         if len(values) != spec.length or not all(math.isfinite(float(v)) for v in values):

@@ -1,6 +1,8 @@
 """Thread-safe hand-over between subscription callbacks (which must never block) and the worker.
 
 - LatestSlot keeps only the newest frame: a frame replaced before the worker took it is dropped and counted.
+- LatestSlots is the same per camera, and hands the worker the frames that are ready from several cameras
+  within a batch window.
 - StampBuffer keeps the last few messages of a side stream (camera_info, sparse points) and pairs them with a
   frame by stamp within a tolerance, waiting a bounded time for one that has not arrived yet.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -38,6 +41,54 @@ class LatestSlot(Generic[T]):
                 self._cond.wait(timeout_s)
             item, self._item = self._item, None
             return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class LatestSlots(Generic[T]):
+    """One newest-item slot per camera (key); take_batch() hands over what is ready from several of them.
+
+    A camera counts as live while it put an item within live_s; take_batch waits, after the first item
+    arrives, until every live camera has one or until `window_s` after that first item's arrival: a frame
+    never waits longer than window_s for another camera's, and not at all when the worker was busy (the
+    items are already older than the window)."""
+
+    def __init__(self, live_s: float = 1.0) -> None:
+        self._items: dict[int, tuple[float, T]] = {}  # key -> (put monotonic s, item)
+        self._last_put_s: dict[int, float] = {}
+        self._live_s = live_s
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, key: int, item: T) -> bool:
+        """Store `item` for camera `key`; True when it replaced one nobody took (the caller counts that drop)."""
+        now_s = time.monotonic()
+        with self._cond:
+            replaced = key in self._items
+            self._items[key] = (now_s, item)
+            self._last_put_s[key] = now_s
+            self._cond.notify()
+            return replaced
+
+    def take_batch(self, timeout_s: float, window_s: float = 0.0) -> dict[int, T]:
+        """The newest item of each camera that has one ({} on timeout or after close())."""
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout_s)
+            if self._items and window_s > 0 and not self._closed:
+                deadline_s = min(put_s for put_s, _ in self._items.values()) + window_s
+                while not self._closed:
+                    now_s = time.monotonic()
+                    live = {k for k, put_s in self._last_put_s.items() if now_s - put_s <= self._live_s}
+                    if live <= self._items.keys() or now_s >= deadline_s:
+                        break
+                    self._cond.wait(deadline_s - now_s)
+            items = {key: item for key, (_, item) in sorted(self._items.items())}
+            self._items.clear()
+            return items
 
     def close(self) -> None:
         with self._cond:

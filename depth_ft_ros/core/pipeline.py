@@ -21,7 +21,8 @@ from depth_ft_ros.core.cloud import cloud_arrays
 from depth_ft_ros.core.confidence import ConfidenceSettings, cloud_keep_mask, confidence_map, depth_edges
 from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.enums import AlignmentMethod, AlignmentState, Space
-from depth_ft_ros.core.errors import ConfigError, InputError, ModelLoadError
+from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.core.models import Models, Predicted
 from depth_ft_ros.core.rectify import Rectifier, needs_rectification
 from depth_ft_ros.core.sparse import SparsePoints, project_sparse_points, sparse_from_depth_image
 
@@ -92,21 +93,27 @@ def camera_for_image(camera: PinholeCamera, width: int, height: int) -> PinholeC
 
 
 class FramePipeline:
-    """Owns the predictors and the alignment state of one camera stream."""
+    """One camera stream's state (alignment filter, rectification maps) over the models, which several
+    streams may share (Models: one copy of each network per process)."""
 
-    def __init__(self, config: NodeConfig, depth_predictor: DepthFtPredictor | None,
-                 normals_predictor: DepthFtPredictor | None) -> None:
-        if depth_predictor is None and normals_predictor is None:
-            raise ConfigError("parameters depth_model and normals_model are both empty: set at least one")
-        self.depth_predictor = depth_predictor
-        self.normals_predictor = normals_predictor
-        # Encode once when both models share the VAE (E2E-FT and Lotus publish one checkpoint per task).
-        self.shared_encoder = (depth_predictor is not None and normals_predictor is not None
-                               and depth_predictor.vae_key == normals_predictor.vae_key)
+    def __init__(self, config: NodeConfig, models: Models) -> None:
+        self.models = models
         self.config = config
         self.space = self._resolve_space(config)
         self.aligner = MetricAligner(aligner_settings(config))
         self._rectify_cache: tuple[PinholeCamera, Rectifier | None] | None = None
+
+    @property
+    def depth_predictor(self) -> DepthFtPredictor | None:
+        return self.models.depth
+
+    @property
+    def normals_predictor(self) -> DepthFtPredictor | None:
+        return self.models.normals
+
+    @property
+    def shared_encoder(self) -> bool:
+        return self.models.shared_encoder
 
     def update_config(self, config: NodeConfig) -> None:
         """Apply parameters changed at run time (from the next frame on; a frame in flight keeps its own).
@@ -118,47 +125,15 @@ class FramePipeline:
 
     @classmethod
     def load(cls, config: NodeConfig) -> FramePipeline:
-        from depth_ft_ros.core.predictor import DepthFtPredictor
-
-        loaded: dict[str, DepthFtPredictor] = {}
-        try:
-            for name, task in (("depth_model", "depth"), ("normals_model", "normals")):
-                model = getattr(config, name)
-                if not model:
-                    continue
-                try:
-                    predictor = DepthFtPredictor.from_pretrained(
-                        model, device=config.device, dtype=config.dtype,
-                        processing_resolution=config.processing_resolution,
-                        onnx_providers=config.onnx_providers, onnx_probe=config.onnx_probe)
-                except ModelLoadError as exc:  # name the parameter: both models may be local folders
-                    raise ModelLoadError(f"parameter {name}: {exc}") from exc
-                loaded[task] = predictor
-                if predictor.task != task:
-                    raise ConfigError(f"parameter {name}={predictor.model_id!r} is a {predictor.task} checkpoint, "
-                                      f"not a {task} one")
-        except BaseException:
-            for predictor in loaded.values():  # free the GPU memory of what did load
-                predictor.close()
-            raise
-        return cls(config, loaded.get("depth"), loaded.get("normals"))
+        """A pipeline over models of its own (one camera; several cameras share one Models.load)."""
+        return cls(config, Models.load(config))
 
     def close(self) -> None:
-        for predictor in (self.depth_predictor, self.normals_predictor):
-            if predictor is not None:
-                predictor.close()
+        """Close the models (only the stream that loaded them, or the last user of shared ones, calls this)."""
+        self.models.close()
 
     def describe(self) -> dict[str, str]:
-        models = [p for p in (self.depth_predictor, self.normals_predictor) if p is not None]
-        return {
-            "depth_model": self.depth_predictor.model_id if self.depth_predictor else "",
-            "normals_model": self.normals_predictor.model_id if self.normals_predictor else "",
-            "family": ", ".join(p.family for p in models),
-            "device": str(models[0].device),
-            "dtype": str(models[0].dtype).replace("torch.", ""),
-            "space": self.space or "",
-            "shared_encoder": str(self.shared_encoder).lower(),
-        }
+        return {**self.models.describe(), "space": self.space or ""}
 
     @staticmethod
     def _confidence(cfg: NodeConfig, depth_m: np.ndarray | None, sparse: SparsePoints | None, *,
@@ -185,15 +160,26 @@ class FramePipeline:
             self._rectify_cache = (camera, Rectifier.for_camera(camera) if needs_rectification(camera) else None)
         return self._rectify_cache[1]
 
+    def wants_normals(self, outputs: Outputs) -> bool:
+        """Whether this frame needs the normals network (normals topics, or the cloud's normal fields)."""
+        return outputs.normals or (outputs.cloud and self.config.cloud_normals)
+
     def process(self, frame: FrameInput, outputs: Outputs | None = None) -> FrameResult:
+        """One frame through the networks and the rest of the chain (one camera; see `finish` for batches)."""
+        outputs = outputs or Outputs()
+        predicted = self.models.predict([frame.rgb], [self.wants_normals(outputs)])[0]
+        if predicted.error is not None:
+            raise predicted.error
+        return self.finish(frame, predicted, outputs)
+
+    def finish(self, frame: FrameInput, predicted: Predicted, outputs: Outputs | None = None) -> FrameResult:
+        """The chain after the networks: alignment, confidence, rectification, cloud. timings_ms["pipeline"]
+        counts this frame's share of the forward it went through (the predictors' totals) and the rest."""
         outputs = outputs or Outputs()
         cfg = self.config  # one snapshot per frame: parameters may change while it runs
-        timings_ms: dict[str, float] = {}
-        t0 = time.perf_counter()
-
-        relative, normals = self._predict(frame.rgb, want_normals=outputs.normals or
-                                          (outputs.cloud and cfg.cloud_normals), timings_ms=timings_ms)
-        t1 = time.perf_counter()
+        timings_ms: dict[str, float] = dict(predicted.timings_ms)
+        relative, normals = predicted.relative, predicted.normals
+        t0 = t1 = time.perf_counter()
 
         depth_m, report, sparse = self._metric_depth(cfg, frame, relative)
         t2 = time.perf_counter()
@@ -234,7 +220,8 @@ class FramePipeline:
                 rectified=rectified,
             )
         timings_ms["cloud"] = (time.perf_counter() - t3) * 1e3
-        timings_ms["pipeline"] = (time.perf_counter() - t0) * 1e3
+        network_ms = timings_ms.get("depth.total", 0.0) + timings_ms.get("normals.total", 0.0)
+        timings_ms["pipeline"] = (time.perf_counter() - t0) * 1e3 + network_ms
         return FrameResult(frame.stamp_ns, camera, relative, self.space if relative is not None else None,
                            depth_m, normals, cloud, report, timings_ms,
                            confidence if outputs.confidence else None, kept)
@@ -242,27 +229,11 @@ class FramePipeline:
     # -- steps ---------------------------------------------------------------------------------------------
 
     def _resolve_space(self, config: NodeConfig) -> Space | None:
-        if self.depth_predictor is None:
+        if self.models.depth is None:
             return None
         if config.space != "auto":
             return Space(config.space)
-        return Space(self.depth_predictor.space or Space.DEPTH)
-
-    def _predict(self, rgb: np.ndarray, want_normals: bool,
-                 timings_ms: dict[str, float]) -> tuple[np.ndarray | None, np.ndarray | None]:
-        relative = normals = None
-        encoded = None
-        if self.depth_predictor is not None:
-            if self.shared_encoder and want_normals:
-                encoded = self.depth_predictor.encode(rgb)
-            prediction = self.depth_predictor.predict(rgb, encoded=encoded)
-            relative = prediction.relative
-            timings_ms.update({f"depth.{k}": v for k, v in prediction.timings_ms.items()})
-        if self.normals_predictor is not None and want_normals:
-            prediction = self.normals_predictor.predict(rgb, encoded=encoded)
-            normals = prediction.normals
-            timings_ms.update({f"normals.{k}": v for k, v in prediction.timings_ms.items()})
-        return relative, normals
+        return Space(self.models.depth.space or Space.DEPTH)
 
     @staticmethod
     def _sparse(cfg: NodeConfig, frame: FrameInput) -> SparsePoints | None:

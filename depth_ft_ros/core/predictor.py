@@ -284,9 +284,12 @@ class DepthFtPredictor:
         see `encode`) skips preprocessing and encoding."""
         return self._run([check_frame(rgb)], encoded)[0]
 
-    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Prediction]:
-        """Several frames; frames of equal size go through the network as one batch."""
+    def predict_batch(self, frames: Sequence[np.ndarray], encoded: EncodedFrame | None = None) -> list[Prediction]:
+        """Several frames; frames of equal size go through the network as one batch. `encoded` (from
+        `encode_batch` of the same frames, by a predictor with the same VAE) skips preprocessing and encoding."""
         checked = [check_frame(frame) for frame in frames]
+        if encoded is not None:
+            return self._run(checked, encoded)
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, frame in enumerate(checked):
             groups.setdefault(frame.shape, []).append(index)
@@ -296,16 +299,23 @@ class DepthFtPredictor:
                 results[index] = prediction
         return [r for r in results if r is not None]
 
-    @torch.inference_mode()
     def encode(self, rgb: np.ndarray) -> EncodedFrame:
         """Preprocess and VAE-encode a frame once, for every predictor whose vae_key is equal."""
+        return self.encode_batch([rgb])
+
+    @torch.inference_mode()
+    def encode_batch(self, frames: Sequence[np.ndarray]) -> EncodedFrame:
+        """`encode` for frames of one size, as one batch (for predict_batch(frames, encoded=...))."""
         self._check_open()
+        checked = [check_frame(frame) for frame in frames]
+        if len({frame.shape for frame in checked}) != 1:
+            raise InputError(f"encode_batch needs frames of one size, got {sorted({f.shape for f in checked})}")
         timer = StageTimer(self.device)
-        image, geometry = self._preprocess([check_frame(rgb)])
+        image, geometry = self._preprocess(checked)
         timer.lap("preprocess")
         latent = self._encode(image)
         timer.lap("encode")
-        times = timer.done(1)
+        times = timer.done(1)  # the whole batch's times: the predictor that adopts it splits them per frame
         return EncodedFrame(
             latent=latent, geometry=geometry, vae_key=self.vae_key,
             processing_resolution=self.processing_resolution,
@@ -399,8 +409,9 @@ class DepthFtPredictor:
         padded = [size + pad for size, pad in zip(geometry.processed_hw, geometry.padding_hw, strict=True)]
         if any(size % self.pad_multiple for size in padded):
             raise ConfigError(f"encoded frame is padded to {padded}, not a multiple of {self.pad_multiple}")
-        if len(frames) != encoded.latent.shape[0] or frames[0].shape[:2] != geometry.input_hw:
-            raise InputError(f"encoded frame is {geometry.input_hw}, the rgb frame is {frames[0].shape[:2]}")
+        if len(frames) != encoded.latent.shape[0] or any(f.shape[:2] != geometry.input_hw for f in frames):
+            raise InputError(f"encoded frames: {encoded.latent.shape[0]} of {geometry.input_hw}, the rgb frames: "
+                             f"{[f.shape[:2] for f in frames]}")
         return encoded.latent.to(device=self.device, dtype=self.dtype), geometry
 
     def _postprocess(self, result: torch.Tensor, geometry: FrameGeometry) -> np.ndarray:

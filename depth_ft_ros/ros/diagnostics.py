@@ -1,7 +1,9 @@
-"""/diagnostics message for the node: one DiagnosticStatus with flat key/values, as diagnostic_updater makes them.
+"""/diagnostics message for the node: one DiagnosticStatus per camera with flat key/values, as diagnostic_updater
+makes them.
 
-Name "<fully qualified node name>: depth pipeline" (two nodes in two namespaces are two statuses); hardware_id
-names the camera frame and the model. Level, first match wins:
+Name "<fully qualified node name>: depth pipeline" (two nodes in two namespaces are two statuses), and with several
+cameras "<node>: <camera> depth pipeline", each with its own level; hardware_id names the camera frame and the
+model. Level, first match wins:
 - ERROR: the models failed to load (configure failed), or an internal error within the last recent_window_s
   (it stays ERROR while they repeat, and recovers one window after the last);
 - WARN: not configured; an active condition (incompatible QoS on an input, no image for input_timeout s); bad
@@ -21,8 +23,24 @@ from depth_ft_ros.core.stats import NodeStats
 def build_diagnostics(name: str, stamp: Any, stats: NodeStats, extra: dict[str, str], configured: bool,
                       active: bool, hardware_id: str = "", configure_error: str = "",
                       conditions: list[str] | None = None, now_s: float | None = None) -> DiagnosticArray:
-    """The status from the counters themselves (stats.recent), its values from their text snapshot."""
-    status = DiagnosticStatus(name=f"{name}: depth pipeline", hardware_id=hardware_id)
+    """The single camera's /diagnostics message."""
+    return diagnostic_array(stamp, [build_status(name, stats, extra, configured, active, hardware_id,
+                                                 configure_error, conditions, now_s)])
+
+
+def diagnostic_array(stamp: Any, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
+    array = DiagnosticArray()
+    array.header.stamp = stamp
+    array.status = statuses
+    return array
+
+
+def build_status(name: str, stats: NodeStats, extra: dict[str, str], configured: bool, active: bool,
+                 hardware_id: str = "", configure_error: str = "", conditions: list[str] | None = None,
+                 now_s: float | None = None, camera: str = "") -> DiagnosticStatus:
+    """One camera's status from its counters (stats.recent), its values from their text snapshot."""
+    label = f"{camera} depth pipeline" if camera else "depth pipeline"
+    status = DiagnosticStatus(name=f"{name}: {label}", hardware_id=hardware_id)
     state = "active" if active else ("configured" if configured else "unconfigured")
     snapshot = stats.snapshot(now_s)
     values = {"state": state, **snapshot, **extra}
@@ -48,7 +66,4 @@ def build_diagnostics(name: str, stamp: Any, stats: NodeStats, extra: dict[str, 
     else:
         status.level, status.message = DiagnosticStatus.OK, "running"
     status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-    array = DiagnosticArray()
-    array.header.stamp = stamp
-    array.status = [status]
-    return array
+    return status

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from rclpy.duration import Duration
 from rclpy.node import Node
@@ -32,10 +34,18 @@ class Extrinsics:
             self._listener = tf2_ros.TransformListener(self._buffer, node)
         self.source = "tf2" if self._buffer is not None else (
             "static parameters" + ("" if use_tf is False else " (tf2_ros not importable)"))
+        self._owner = True
+
+    def for_camera(self, static_translation_m: list[float], static_rotation_xyzw: list[float]) -> Extrinsics:
+        """Another camera's extrinsics: its own static parameters, this one's tf2 buffer (one /tf listener)."""
+        other = copy.copy(self)
+        other._static = pose_to_matrix(static_translation_m, static_rotation_xyzw)
+        other._owner = False
+        return other
 
     def close(self) -> None:
         """Stop listening to /tf and /tf_static (a new configure makes a new listener)."""
-        if self._listener is not None and hasattr(self._listener, "unregister"):
+        if self._owner and self._listener is not None and hasattr(self._listener, "unregister"):
             self._listener.unregister()
         self._listener = self._buffer = None
 

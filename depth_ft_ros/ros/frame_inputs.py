@@ -34,12 +34,15 @@ def stamp_to_ns(stamp: Any) -> int:
 
 
 class FrameInputs:
-    def __init__(self, stats: NodeStats, report: Reporter) -> None:
+    """One camera's side inputs. `sparse`: a buffer shared with other cameras (one LiDAR seen by several
+    cameras, filled by one subscription), else this camera's own."""
+
+    def __init__(self, stats: NodeStats, report: Reporter, sparse: StampBuffer[Any] | None = None) -> None:
         self._stats = stats
         self._report = report
         self._infos: StampBuffer[PairedCamera] = StampBuffer(maxlen=30)
         self._info_cache = CameraInfoCache()
-        self._sparse: StampBuffer[Any] = StampBuffer(maxlen=10)
+        self._sparse: StampBuffer[Any] = sparse if sparse is not None else StampBuffer(maxlen=10)
         self._scaled_camera: tuple[tuple[int, int, int], PinholeCamera] | None = None
         self.bridge: Any = None  # a cv_bridge.CvBridge on robots (use_cv_bridge), else None
 

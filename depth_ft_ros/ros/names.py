@@ -1,4 +1,5 @@
-"""The node's topic names, relative to its namespace (remap them like any ROS name).
+"""The node's topic names, relative to its namespace (remap them like any ROS name). With several cameras each
+camera C has the same topics under C/ (of_camera), except a shared sparse_points.
 
 Image outputs pair with their camera_info by image_transport's rule (getCameraInfoTopic): the camera_info of an
 image at `ns/X` is `ns/camera_info`. So every image that shares the depth image's geometry lives beside
@@ -7,6 +8,12 @@ and every CameraSubscriber find them without remapping.
 """
 
 from __future__ import annotations
+
+
+def of_camera(camera: str, topic: str) -> str:
+    """A topic of one camera of several (`cameras` parameter): front/image, front/depth/image, ...; the topic
+    itself for the single camera (camera "")."""
+    return f"{camera}/{topic}" if camera else topic
 
 # Inputs.
 IMAGE = "image"

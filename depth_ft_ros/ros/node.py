@@ -1,8 +1,11 @@
-"""`depth_ft_node`: camera topics in; metric depth, normals and point clouds out.
+"""`depth_ft_node`: camera topics in; metric depth, normals and point clouds out, for one camera or several
+(`cameras`) over one copy of the models.
 
-Threading: subscription callbacks only store messages (never block); one worker thread takes the newest image
-(older unprocessed ones are dropped and counted), pairs it with camera_info and sparse points by stamp, runs
-the FramePipeline and publishes. The model does not run while nobody subscribes to any output.
+Threading: subscription callbacks only store messages (never block); one worker thread takes the newest image of
+each camera (older unprocessed ones are dropped and counted per camera), waiting at most batch_window for the
+other cameras' frames, pairs each with its camera_info and sparse points by stamp, runs the frames of one size
+through the networks as one batch, then each camera's alignment ... publishing (ros/camera_stream.py). The models
+do not run for a camera whose outputs nobody subscribes to.
 
 The worker owns the pipeline. A parameter change is validated once, in the set-parameters callback, and handed
 to the worker as a new config with a generation number; the worker applies it between two frames, so a frame
@@ -25,31 +28,34 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from std_msgs.msg import Header
 
 from depth_ft_ros.core.config import NodeConfig
-from depth_ft_ros.core.errors import ConfigError, DepthFtError, InputError
-from depth_ft_ros.core.frame_sync import LatestSlot
-from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, Outputs
+from depth_ft_ros.core.errors import ConfigError, DepthFtError
+from depth_ft_ros.core.frame_sync import LatestSlot, StampBuffer
+from depth_ft_ros.core.models import Models
+from depth_ft_ros.core.pipeline import FramePipeline
 from depth_ft_ros.core.stats import NodeStats
 from depth_ft_ros.ros import convert, names
-from depth_ft_ros.ros.diagnostics import build_diagnostics
+from depth_ft_ros.ros.camera_stream import CameraStream, ImageItem, PreparedFrame
+from depth_ft_ros.ros.diagnostics import build_status, diagnostic_array
 from depth_ft_ros.ros.extrinsics import Extrinsics
-from depth_ft_ros.ros.frame_inputs import FrameInputs, stamp_to_ns
+from depth_ft_ros.ros.frame_inputs import stamp_to_ns
 from depth_ft_ros.ros.input_qos import InputSubscriptions
 from depth_ft_ros.ros.middleware import describe_middleware, prefer_async_publication
 from depth_ft_ros.ros.params import (
     CONFIG_PARAMETERS,
     RECONFIGURE_ONLY,
+    CameraParams,
     apply_changes,
+    camera_parameter_value,
+    declare_camera_parameters,
     declare_parameters,
     live_config,
+    split_camera_parameter,
 )
 from depth_ft_ros.ros.publishers import FramePublishers
-from depth_ft_ros.ros.reporting import Reporter
 from depth_ft_ros.ros.worker import FrameWorker
 
-ImageItem = tuple[Any, float]  # (Image or CompressedImage, arrival monotonic s)
 QOS_RECHECK_S = 1.0  # how often `auto` input QoS looks at the publishers again
 
 
@@ -60,17 +66,14 @@ class DepthFtNode(LifecycleNode):
         # changes too, some of which (RECONFIGURE_ONLY) wait for the next configure.
         self.config: NodeConfig = declare_parameters(self)
         self._declared = self.config
-        self.stats = NodeStats()
-        self._report = Reporter(self.get_logger(), self.stats)
-        self.pipeline: FramePipeline | None = None
-        self.last_alignment: dict[str, str] = {}
-        self._pubs: FramePublishers | None = None
-        self._subs: InputSubscriptions | None = None
+        self._camera_params: dict[str, CameraParams] = declare_camera_parameters(self, self.config)
+        self._stats: dict[str, NodeStats] = {}  # per camera name, kept across configure cycles
+        self.streams: list[CameraStream] = self._make_streams(self.config)
+        self.models: Models | None = None  # one copy of each network, shared by every camera
         self._configure_error = ""  # why the last configure failed (models not loaded): /diagnostics ERROR
-        self._camera_frame = ""  # the camera's optical frame, from the last frame
-        self._last_image_s = self._active_since_s = 0.0  # monotonic: last image arrival, last activation
-        self._extrinsics: Extrinsics | None = None
-        self._inputs = FrameInputs(self.stats, self._report)  # camera_info and sparse points, by stamp
+        self._active_since_s = 0.0  # monotonic: last activation
+        self._tf: Extrinsics | None = None  # the tf2 listener the cameras' extrinsics share
+        self._sparse_subs: InputSubscriptions | None = None  # the shared sparse topic (several cameras)
         self._worker: FrameWorker[ImageItem] | None = None
         self.worker_join_timeout_s = 30.0  # how long deactivate and a re-activation wait for a busy worker
         # Parameter hand-over: the callback puts (generation, config); the worker applies it between frames.
@@ -81,13 +84,33 @@ class DepthFtNode(LifecycleNode):
         # Per published frame: the config generation the pipeline ran with at its start and at its end (-1: a
         # config the worker did not apply). Equal pairs = one configuration per frame.
         self.frame_config_generations: deque[tuple[int, int]] = deque(maxlen=1000)
-        self._last_stamp_ns: int | None = None
-        self._work_start_s = 0.0
-        self._stage = "image"  # the input being converted when an InputError is raised
         self._middleware = describe_middleware()  # the environment the participant was created with
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
+
+    @property
+    def stats(self) -> NodeStats:
+        """The first (with one camera: the) camera's counters; each camera's are streams[i].stats."""
+        return self.streams[0].stats
+
+    @property
+    def pipeline(self) -> FramePipeline | None:
+        """The first camera's pipeline (its models are every camera's)."""
+        return self.streams[0].pipeline if self.streams else None
+
+    @property
+    def last_alignment(self) -> dict[str, str]:
+        """The first camera's last alignment report (each camera's: streams[i].last_alignment)."""
+        return self.streams[0].last_alignment
+
+    def stream(self, camera: str) -> CameraStream:
+        return next(s for s in self.streams if s.camera == camera)
+
+    def _make_streams(self, cfg: NodeConfig) -> list[CameraStream]:
+        cameras = cfg.cameras or [""]
+        return [CameraStream(c, self._stats.setdefault(c, NodeStats()),
+                             self.get_logger().get_child(c) if c else self.get_logger()) for c in cameras]
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -97,7 +120,8 @@ class DepthFtNode(LifecycleNode):
             cfg = self.config = self._declared
             self._applied = (self._generation, cfg)
         try:
-            self.pipeline = FramePipeline.load(cfg)
+            self._camera_params = declare_camera_parameters(self, cfg)
+            self.models = Models.load(cfg)
         except DepthFtError as exc:  # names the parameter (depth_model, normals_model, ...)
             self._configure_error = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
@@ -107,22 +131,49 @@ class DepthFtNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {exc!r}\n{traceback.format_exc()}")
             return TransitionCallbackReturn.FAILURE
         self._configure_error = ""
-        self.get_logger().info(f"models loaded: {self.pipeline.describe()}")
-        self._pubs = FramePublishers(self, publish_relative=cfg.publish_relative)
+        self.streams = self._make_streams(cfg)
+        self._tf = Extrinsics(self, cfg.use_tf, cfg.static_translation, cfg.static_rotation)
+        bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
         # Reliability per input from the publishers present (auto) or forced (README, "QoS"): reliable depth 1
         # for images keeps only the newest when inference is slower; best effort lost most 1 MB images between
         # processes, so it is used only where the publisher itself is best effort.
+        sparse_type, sparse_topic = {"points": (PointCloud2, names.SPARSE_POINTS),
+                                     "depth": (Image, names.SPARSE_DEPTH)}.get(cfg.sparse_input, (None, ""))
+        shared_sparse = bool(cfg.cameras) and not cfg.sparse_per_camera and sparse_type is not None
+        sparse_buffer: StampBuffer[Any] | None = StampBuffer(maxlen=10) if shared_sparse else None
         compressed = cfg.image_transport == "compressed"
-        inputs = [(CompressedImage if compressed else Image, names.IMAGE_COMPRESSED if compressed else names.IMAGE,
-                   self._on_image, cfg.image_qos, 1),
-                  (CameraInfo, names.CAMERA_INFO, self._inputs.on_camera_info, cfg.camera_info_qos, 10)]
-        if cfg.sparse_input == "points":
-            inputs.append((PointCloud2, names.SPARSE_POINTS, self._inputs.on_sparse, cfg.sparse_qos, 10))
-        elif cfg.sparse_input == "depth":
-            inputs.append((Image, names.SPARSE_DEPTH, self._inputs.on_sparse, cfg.sparse_qos, 10))
-        self._subs = InputSubscriptions(self, inputs, self._on_incompatible_qos, QOS_RECHECK_S)
-        self._extrinsics = Extrinsics(self, cfg.use_tf, cfg.static_translation, cfg.static_rotation)
-        self._inputs.bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
+        for index, stream in enumerate(self.streams):
+            camera = stream.camera
+            statics = self._camera_params.get(camera, {})
+            extrinsics = self._tf.for_camera(statics.get("static_translation", cfg.static_translation),
+                                             statics.get("static_rotation", cfg.static_rotation))
+            stream.attach(FramePipeline(cfg, self.models), FramePublishers(self, cfg.publish_relative, camera),
+                          extrinsics, sparse_buffer, bridge)
+
+            def on_image(msg: Any, index: int = index) -> None:
+                self._on_image(index, msg)
+
+            inputs = [(CompressedImage if compressed else Image,
+                       names.of_camera(camera, names.IMAGE_COMPRESSED if compressed else names.IMAGE),
+                       on_image, cfg.image_qos, 1),
+                      (CameraInfo, names.of_camera(camera, names.CAMERA_INFO), stream.inputs.on_camera_info,
+                       cfg.camera_info_qos, 10)]
+            if sparse_type is not None and not shared_sparse:
+                inputs.append((sparse_type, names.of_camera(camera, sparse_topic), stream.inputs.on_sparse,
+                               cfg.sparse_qos, 10))
+            stream.subs = InputSubscriptions(self, inputs, stream.on_incompatible_qos, QOS_RECHECK_S)
+        if shared_sparse and sparse_buffer is not None:
+            def on_sparse(msg: Any, buffer: StampBuffer[Any] = sparse_buffer) -> None:
+                buffer.add(stamp_to_ns(msg.header.stamp), msg)
+
+            def on_incompatible(topic: str, message: str) -> None:  # every camera lacks its metric points
+                for stream in self.streams:
+                    stream.on_incompatible_qos(topic, message)
+
+            self._sparse_subs = InputSubscriptions(self, [(sparse_type, sparse_topic, on_sparse, cfg.sparse_qos, 10)],
+                                                   on_incompatible, QOS_RECHECK_S)
+        self.get_logger().info(f"models loaded: {self.models.describe()}"
+                               + (f"; cameras: {', '.join(cfg.cameras)}" if cfg.cameras else ""))
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -134,7 +185,8 @@ class DepthFtNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         with self._config_lock:
             self._apply_pending_config()  # changes made while inactive
-            self._worker = FrameWorker(self._handle_frame, self._apply_pending_config, self._discard_frame)
+            self._worker = FrameWorker(self._handle_batch, self._apply_pending_config, self._discard_frame,
+                                       batch_window_s=self.config.batch_window / 1e3)
             self._worker.start()
         self._active_since_s = time.monotonic()
         return super().on_activate(state)
@@ -169,49 +221,50 @@ class DepthFtNode(LifecycleNode):
         super().destroy_node()
 
     def _release(self) -> None:
-        if self._subs is not None:
-            self._subs.destroy()
-            self._subs = None
-        if self._pubs is not None:
-            self._pubs.destroy()
-            self._pubs = None
-        if self._extrinsics is not None:
-            self._extrinsics.close()
-            self._extrinsics = None
-        if self.pipeline is not None:
+        if self._sparse_subs is not None:
+            self._sparse_subs.destroy()
+            self._sparse_subs = None
+        for stream in self.streams:
+            stream.release()
+        if self._tf is not None:
+            self._tf.close()
+            self._tf = None
+        if self.models is not None:
             if self._worker is not None and self._worker.is_alive():
                 self.get_logger().warning("models not freed: the worker is still running a frame")
             else:
-                self.pipeline.close()  # frees GPU memory
-            self.pipeline = None
-        self._inputs.clear()
-
-    # -- input QoS -----------------------------------------------------------------------------------------
-
-    def _on_incompatible_qos(self, topic: str, message: str) -> None:
-        self._report.bad_input("incompatible_qos", message, throttle_key=topic)
+                self.models.close()  # frees GPU memory
+            self.models = None
 
     # -- callbacks: store and return -----------------------------------------------------------------------
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
-        arrival_s = self._last_image_s = time.monotonic()
-        self.stats.frame_in(arrival_s)
+    def _on_image(self, index: int, msg: Image | CompressedImage) -> None:
+        stream = self.streams[index]
+        arrival_s = stream.last_image_s = time.monotonic()
+        stream.stats.frame_in(arrival_s)
         worker = self._worker
         if worker is None or worker.stopping:  # configured but not active (lifecycle): counted, not processed
-            self.stats.drop("inactive")
+            stream.stats.drop("inactive")
             return
-        if worker.put((msg, arrival_s)):
-            self.stats.drop("superseded")  # a newer frame arrived before the worker was free
+        if worker.put(index, (msg, arrival_s)):
+            stream.stats.drop("superseded")  # a newer frame arrived before the worker was free
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         """Validate (once) and hand over; the worker applies the new config between two frames."""
         ours = [p for p in params if p.name in CONFIG_PARAMETERS]  # use_sim_time etc. belong to rclpy
-        if not ours:
-            return SetParametersResult(successful=True)
+        per_camera = [p for p in params if split_camera_parameter(p.name) is not None]
         try:
-            declared = apply_changes(self._declared, ours)
+            declared = apply_changes(self._declared, ours) if ours else self._declared
+            camera_values = [(split_camera_parameter(p.name), camera_parameter_value(p)) for p in per_camera]
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        for split, value in camera_values:  # static extrinsics of one camera: one matrix swap, read once per frame
+            assert split is not None
+            camera, field_name = split
+            self._camera_params.setdefault(camera, {})[field_name] = value
+            self._update_camera_statics(camera)
+        if not ours:
+            return SetParametersResult(successful=True)
         names = {p.name for p in ours}
         deferred = sorted(names & RECONFIGURE_ONLY)
         if deferred:
@@ -230,6 +283,14 @@ class DepthFtNode(LifecycleNode):
 
     # -- worker --------------------------------------------------------------------------------------------
 
+    def _update_camera_statics(self, camera: str) -> None:
+        cfg = self._applied[1]
+        for stream in self.streams:
+            if stream.camera == camera and stream.extrinsics is not None:
+                statics = self._camera_params.get(camera, {})
+                stream.extrinsics.update_static(statics.get("static_translation", cfg.static_translation),
+                                                statics.get("static_rotation", cfg.static_rotation))
+
     def _apply_pending_config(self) -> None:
         """Between frames, in the worker (or with no worker, under _config_lock): the newest validated config."""
         pending = self._pending_config.take(timeout_s=0.0)
@@ -237,152 +298,72 @@ class DepthFtNode(LifecycleNode):
             return
         cfg = pending[1]
         try:
-            if self.pipeline is not None:
-                self.pipeline.update_config(cfg)
-            if self._extrinsics is not None:
-                self._extrinsics.update_static(cfg.static_translation, cfg.static_rotation)
+            for stream in self.streams:
+                if stream.pipeline is not None:
+                    stream.pipeline.update_config(cfg)
+                if stream.extrinsics is not None and stream.camera not in self._camera_params:
+                    stream.extrinsics.update_static(cfg.static_translation, cfg.static_rotation)
+            if self._worker is not None:
+                self._worker.batch_window_s = cfg.batch_window / 1e3
         except Exception as exc:  # the worker must survive it; the values were validated, so this is a bug
-            self._report.internal_error(exc, f"applying parameter change {pending[0]}")
+            self.streams[0].report.internal_error(exc, f"applying parameter change {pending[0]}")
         self.config = cfg
         self._applied = pending
 
-    def _discard_frame(self, item: ImageItem) -> None:
-        self.stats.drop("inactive")  # arrived while the worker was being stopped
+    def _discard_frame(self, index: int, item: ImageItem) -> None:
+        self.streams[index].stats.drop("inactive")  # arrived while the worker was being stopped
 
-    def _handle_frame(self, item: ImageItem) -> None:
-        msg, arrival_s = item
-        self._work_start_s = time.monotonic()
-        if self._pubs is None or not self._pubs.anyone_listening():
-            self.stats.drop("no_subscribers")
-            return
-        try:
-            self._process(msg, arrival_s)
-        except InputError as exc:
-            self.stats.drop("bad_input")  # the frame produced no output: count it as dropped too
-            self._report.bad_input(f"bad_{self._stage}", str(exc))
-        except Exception as exc:  # keep running: one bad frame must not kill the node
-            self.stats.drop("internal_error")
-            self._report.internal_error(exc, f"processing the frame stamped {stamp_to_ns(msg.header.stamp)} ns "
-                                        f"(stage: {self._stage})")
-
-    def _check_stamp(self, cfg: NodeConfig, stamp_ns: int) -> None:
-        """Refuse an image stamped far ahead of the node's clock: accepted, it would reset the alignment filter
-        (stamps going backwards) for every later, correctly stamped frame."""
-        now_ns = self.get_clock().now().nanoseconds
-        if cfg.max_future_stamp <= 0 or now_ns <= 0:  # sim time before the first /clock: nothing to compare
-            return
-        ahead_s = (stamp_ns - now_ns) / 1e9
-        if ahead_s > cfg.max_future_stamp:
-            self._stage = "image_stamp"
-            raise InputError(f"image header.stamp ({stamp_ns / 1e9:.3f} s) is {ahead_s:.3f} s ahead of the node's "
-                             f"clock, more than max_future_stamp ({cfg.max_future_stamp:g} s): frame refused "
-                             "(a camera clock not synchronized?)")
-        if self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
-            # The alignment filter resets itself on a stamp going backwards (and reports it).
-            self._report.bad_input("stamp_backwards", f"image header.stamp went backwards by "
-                                   f"{(self._last_stamp_ns - stamp_ns) / 1e9:.3f} s: alignment state reset "
-                                   "(bag restarted?)")
-        self._last_stamp_ns = stamp_ns
-
-    def _process(self, msg: Image | CompressedImage, arrival_s: float) -> None:
+    def _handle_batch(self, items: dict[int, ImageItem]) -> None:
+        """The newest frame of each camera that has one: prepared per camera, through the networks together
+        (frames of one size in one forward, at most max_batch), then finished and published per camera."""
         generation, cfg = self._applied
-        pipeline, pubs = self.pipeline, self._pubs
-        assert pipeline is not None and pubs is not None
-        start_generation = generation if pipeline.config is cfg else -1
-        stamp_ns = stamp_to_ns(msg.header.stamp)
-        self._stage = "image"  # names the bad input in warnings and diagnostics
-        self._check_stamp(cfg, stamp_ns)
-
-        t0 = time.perf_counter()
-        rgb = self._inputs.to_rgb(msg)
-        t1 = time.perf_counter()
-        paired = self._inputs.paired_camera(cfg, stamp_ns)
-        t2 = time.perf_counter()
-        if paired is None:
-            self.stats.drop("no_camera_info")
-            self._report.bad_input("no_camera_info", f"no camera_info within {cfg.sync_tolerance} s of the image "
-                                   "stamp: frame dropped")
+        work_start_s = time.monotonic()
+        now_ns = self.get_clock().now().nanoseconds
+        ready: list[tuple[CameraStream, PreparedFrame]] = []
+        for index, item in items.items():
+            stream = self.streams[index]
+            prepared = stream.prepare(cfg, item, now_ns)
+            if prepared is not None:
+                ready.append((stream, prepared))
+        if not ready or self.models is None:
             return
-        info_frame_id, info_camera = paired
-        if isinstance(info_camera, InputError):  # counted and warned about when it arrived
-            self.stats.drop("bad_input")
-            return
-        self._stage = "camera_info"
-        camera = self._inputs.camera_for(info_camera, rgb.shape[1], rgb.shape[0])
-        camera_frame = msg.header.frame_id or info_frame_id or cfg.camera_frame
-        if not camera_frame:
-            self._stage = "image_frame_id"
-            raise InputError("image header.frame_id and camera_info header.frame_id are both empty and the "
-                             "camera_frame parameter is not set: outputs would have no frame (set camera_frame, "
-                             "e.g. camera_optical_frame)")
-        self._camera_frame = camera_frame
-        header = Header(stamp=msg.header.stamp, frame_id=camera_frame)  # every output's stamp and frame
-
-        frame = FrameInput(rgb=rgb, camera=camera, stamp_ns=stamp_ns)
-        t3 = time.perf_counter()
-        sparse_wait_s = 0.0
-        if cfg.sparse_input != "none" and cfg.alignment != "off":
-            sparse_wait_s = self._inputs.attach_sparse(cfg, frame, camera_frame, self._extrinsics)
-        t4 = time.perf_counter()
-
-        self._stage = "frame"
-        result = pipeline.process(frame, Outputs(normals=pubs.wants_normals(), cloud=pubs.wants_cloud(),
-                                                 confidence=pubs.wants_confidence()))
-        t5 = time.perf_counter()
-        pubs.publish(header, result)
-        self._inputs.count_dropped_points(cfg, result)
-        result.timings_ms.update({
-            "convert_image": (t1 - t0 + t3 - t2) * 1e3,  # image + camera_info
-            "convert_points": (t4 - t3 - sparse_wait_s) * 1e3,  # decode, transform into the camera frame
-            "sync_wait": (t2 - t1 + sparse_wait_s) * 1e3,
-            "publish": (time.perf_counter() - t5) * 1e3,  # build and publish every output message
-        })
-        self.last_alignment = {
-            "alignment.state": result.alignment.state, "alignment.method": result.alignment.method,
-            "alignment.scale": f"{result.alignment.scale:.5g}", "alignment.shift": f"{result.alignment.shift:.5g}",
-            "alignment.points_used": str(result.alignment.points_used),
-            "alignment.inliers": str(result.alignment.inliers),
-            "alignment.filter": result.alignment.filter_action,
-            "alignment.reason": result.alignment.reason,
-        }
-        if result.alignment.state == "relative-only" and cfg.alignment != "off":
-            self.stats.warn("no_fit", result.alignment.reason)
-        end_generation, end_cfg = self._applied
-        self.frame_config_generations.append(
-            (start_generation, end_generation if pipeline.config is end_cfg else -1))
-        done_s = time.monotonic()
-        self.stats.frame_out(arrival_s, (done_s - arrival_s) * 1e3, (done_s - self._work_start_s) * 1e3,
-                             result.timings_ms)
+        start_generations = [generation if s.pipeline is not None and s.pipeline.config is cfg else -1
+                             for s, _ in ready]
+        predicted = self.models.predict([p.frame.rgb for _, p in ready],
+                                        [s.pipeline.wants_normals(p.outputs) if s.pipeline is not None else False
+                                         for s, p in ready], cfg.max_batch)
+        for (stream, prepared), out, start_generation in zip(ready, predicted, start_generations, strict=True):
+            if stream.finish(cfg, prepared, out, work_start_s):
+                end_generation, end_cfg = self._applied
+                same = stream.pipeline is not None and stream.pipeline.config is end_cfg
+                self.frame_config_generations.append((start_generation, end_generation if same else -1))
 
     # -- reporting -----------------------------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
-        extra = {"extrinsics": self._extrinsics.source if self._extrinsics else "",
-                 "image_conversion": "cv_bridge" if self._inputs.bridge is not None else "numpy",
-                 "middleware": self._middleware, "config_generation": str(self._applied[0]),
-                 **self.last_alignment}
-        if self.pipeline is not None:
-            extra.update(self.pipeline.describe())
         active = self._worker is not None and not self._worker.stopping
-        model = self.pipeline.describe()["depth_model"] or self.pipeline.describe()["normals_model"] \
-            if self.pipeline is not None else ""
-        hardware_id = " ".join(part for part in (self._camera_frame or "camera", model) if part)
-        msg = build_diagnostics(self.get_fully_qualified_name(), self.get_clock().now().to_msg(),
-                                self.stats, extra, configured=self.pipeline is not None, active=active,
-                                hardware_id=hardware_id, configure_error=self._configure_error,
-                                conditions=self._conditions(active))
-        self._diag_pub.publish(msg)
-
-    def _conditions(self, active: bool) -> list[str]:
-        """What is wrong right now, beyond counted faults: incompatible input QoS, no image for a while."""
-        conditions = list(self._subs.incompatible.values()) if self._subs is not None else []
-        timeout_s = self.config.input_timeout
-        if active and timeout_s > 0:
-            silent_s = time.monotonic() - max(self._last_image_s, self._active_since_s)
-            if silent_s > timeout_s:
-                image = self._subs.subscriptions[0].topic_name if self._subs is not None else names.IMAGE
-                conditions.append(f"no image on {image} for {silent_s:.1f} s (input_timeout {timeout_s:g} s)")
-        return conditions
+        common = {"image_conversion": "cv_bridge" if self.streams[0].inputs.bridge is not None else "numpy",
+                  "middleware": self._middleware, "config_generation": str(self._applied[0])}
+        model = ""
+        if self.models is not None:
+            common.update(self.models.describe())
+            model = common["depth_model"] or common["normals_model"]
+        sparse_conditions = list(self._sparse_subs.incompatible.values()) if self._sparse_subs is not None else []
+        statuses = []
+        for stream in self.streams:
+            extra = {**common, "extrinsics": stream.extrinsics.source if stream.extrinsics else "",
+                     **stream.last_alignment}
+            if stream.pipeline is not None:
+                extra["space"] = stream.pipeline.space or ""
+            if self.config.cameras:
+                extra["batch_size"] = str(stream.last_batch_size)
+            hardware_id = " ".join(part for part in (stream.camera_frame or stream.camera or "camera", model) if part)
+            conditions = stream.conditions(active, self._active_since_s, self.config.input_timeout)
+            statuses.append(build_status(self.get_fully_qualified_name(), stream.stats, extra,
+                                         configured=self.models is not None, active=active,
+                                         hardware_id=hardware_id, configure_error=self._configure_error,
+                                         conditions=sparse_conditions + conditions, camera=stream.camera))
+        self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 
 
 def rcl_error_message(exc: BaseException) -> str:
@@ -411,7 +392,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         if node.config.autostart:
             node.trigger_configure()  # loads the models: may take long, and may be interrupted
-            if node.pipeline is None:
+            if node.models is None:
                 return 1
             node.trigger_activate()
         executor.spin()

@@ -15,7 +15,7 @@ from rclpy.exceptions import InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from depth_ft_ros.core.config import NodeConfig, Param
+from depth_ft_ros.core.config import PER_CAMERA_PARAMETERS, NodeConfig, Param, check_camera_value, param_spec
 from depth_ft_ros.core.errors import ConfigError
 
 # Parameters read only when the node configures; the flag lives in NodeConfig's table (Param.reconfigure_only).
@@ -36,9 +36,14 @@ def _default(f: Any) -> Any:
 _DEFAULTS = {f.name: _default(f) for f in fields(NodeConfig)}
 
 
+_STRING_LISTS = frozenset(f.name for f in fields(NodeConfig) if f.metadata["param"].string_list)
+
+
 def expected_type(name: str) -> Parameter.Type:
     """The ROS parameter type of a NodeConfig field (from its default's Python type)."""
     default = _DEFAULTS[name]
+    if name in _STRING_LISTS:
+        return Parameter.Type.STRING_ARRAY
     if isinstance(default, list):
         return Parameter.Type.DOUBLE_ARRAY
     return Parameter.Type.from_parameter_value(default)
@@ -49,6 +54,8 @@ def check_type(param: Parameter) -> None:
     want = expected_type(param.name)
     if param.type_ == want:
         return
+    if param.name in _STRING_LISTS and (param.type_ == Parameter.Type.STRING or not param.value):
+        return  # "front,left" (a launch argument) or an empty list, which rclpy types as a byte array
     hint = ""
     if want == Parameter.Type.DOUBLE and param.type_ == Parameter.Type.INTEGER:
         hint = " (write floats with a decimal point, e.g. 10.0)"
@@ -80,8 +87,12 @@ def _descriptor(name: str, spec: Param, default: Any) -> ParameterDescriptor:
 
 
 def parameter_value(param: Parameter) -> Any:
-    """A parameter's value as NodeConfig holds it (arrays as lists)."""
+    """A parameter's value as NodeConfig holds it (arrays as lists; a name list from "a,b" too)."""
     value = param.value
+    if param.name in _STRING_LISTS:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return [str(v) for v in value] if value else []
     return list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else value
 
 
@@ -99,6 +110,49 @@ def declare_parameters(node: Node) -> NodeConfig:
         check_type(param)
         values[f.name] = parameter_value(param)
     return NodeConfig(**values).validate()
+
+
+CameraParams = dict[str, list[float]]  # PER_CAMERA_PARAMETERS name -> value
+
+
+def split_camera_parameter(name: str) -> tuple[str, str] | None:
+    """`front.static_rotation` -> ("front", "static_rotation"); None for any other name."""
+    camera, _, field_name = name.rpartition(".")
+    return (camera, field_name) if camera and field_name in PER_CAMERA_PARAMETERS else None
+
+
+def camera_parameter_value(param: Parameter) -> list[float]:
+    """A per-camera parameter's value, type and value checked (ConfigError names the parameter)."""
+    split = split_camera_parameter(param.name)
+    assert split is not None
+    camera, field_name = split
+    if param.type_ != Parameter.Type.DOUBLE_ARRAY:
+        length = param_spec(field_name).length
+        raise ConfigError(f"parameter {param.name}: wrong type {_TYPE_NAMES.get(param.type_, str(param.type_))}, "
+                          f"expected double array of {length} (write floats with a decimal point, e.g. "
+                          "[0.0, 1.5, 2.0])")
+    return check_camera_value(camera, field_name, list(param.value))
+
+
+def declare_camera_parameters(node: Node, config: NodeConfig) -> dict[str, CameraParams]:
+    """Declare C.static_translation / C.static_rotation for each camera C (default: the node-level value; kept
+    when already declared by an earlier configure); return the checked values per camera."""
+    out: dict[str, CameraParams] = {}
+    for camera in config.cameras:
+        values: CameraParams = {}
+        for field_name in PER_CAMERA_PARAMETERS:
+            name = f"{camera}.{field_name}"
+            if node.has_parameter(name):
+                param = node.get_parameter(name)
+            else:
+                default = list(getattr(config, field_name))
+                spec = param_spec(field_name)
+                descriptor = ParameterDescriptor(name=name, description=f"{spec.description} (camera {camera})",
+                                                 dynamic_typing=True)
+                param = node.declare_parameter(name, default, descriptor)
+            values[field_name] = camera_parameter_value(param)
+        out[camera] = values
+    return out
 
 
 def live_config(declared: NodeConfig, running: NodeConfig) -> NodeConfig:

@@ -17,19 +17,24 @@ OUTPUT_QOS = QoSProfile(depth=5)
 
 
 class FramePublishers:
-    def __init__(self, node: LifecycleNode, publish_relative: bool) -> None:
+    """One camera's outputs; `camera` (several cameras) prefixes every topic: front/depth/image, ..."""
+
+    def __init__(self, node: LifecycleNode, publish_relative: bool, camera: str = "") -> None:
         self._node = node
-        make = node.create_lifecycle_publisher
-        self.depth = make(Image, names.DEPTH_IMAGE, OUTPUT_QOS)
-        self.depth_info = make(CameraInfo, names.DEPTH_CAMERA_INFO, OUTPUT_QOS)
-        self.relative = make(Image, names.DEPTH_RELATIVE, OUTPUT_QOS) if publish_relative else None
-        self.colorized = make(Image, names.DEPTH_COLORIZED, OUTPUT_QOS)
-        self.confidence = make(Image, names.DEPTH_CONFIDENCE, OUTPUT_QOS)
-        self.normals = make(Image, names.NORMALS_IMAGE, OUTPUT_QOS)
-        self.normals_info = make(CameraInfo, names.NORMALS_CAMERA_INFO, OUTPUT_QOS)
+
+        def make(msg_type: Any, topic: str) -> Any:
+            return node.create_lifecycle_publisher(msg_type, names.of_camera(camera, topic), OUTPUT_QOS)
+
+        self.depth = make(Image, names.DEPTH_IMAGE)
+        self.depth_info = make(CameraInfo, names.DEPTH_CAMERA_INFO)
+        self.relative = make(Image, names.DEPTH_RELATIVE) if publish_relative else None
+        self.colorized = make(Image, names.DEPTH_COLORIZED)
+        self.confidence = make(Image, names.DEPTH_CONFIDENCE)
+        self.normals = make(Image, names.NORMALS_IMAGE)
+        self.normals_info = make(CameraInfo, names.NORMALS_CAMERA_INFO)
         # RViz's Image display cannot show 32FC3: a bgr8 picture of the normals for people.
-        self.normals_colorized = make(Image, names.NORMALS_COLORIZED, OUTPUT_QOS)
-        self.points = make(PointCloud2, names.POINTS, OUTPUT_QOS)
+        self.normals_colorized = make(Image, names.NORMALS_COLORIZED)
+        self.points = make(PointCloud2, names.POINTS)
 
     def _all(self) -> list[Any]:
         return [p for p in (self.depth, self.depth_info, self.relative, self.colorized, self.confidence,

@@ -1,0 +1,319 @@
+"""Several cameras, one node, one copy of the models (`cameras`), through a real rclpy graph.
+
+The robot: three cameras looking 120 degrees apart around one LiDAR. Each camera sees the Middlebury scene in its
+own direction, the LiDAR sweep holds the points of all three, and each camera's static extrinsics (its
+C.static_translation / C.static_rotation) pick out its own. One camera has another resolution.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from node_fixtures import (
+    T0_NS,
+    camera_info_msg,
+    cloud_msg,
+    image_msg,
+    image_to_numpy,
+    node_params,
+    stamp_ns_of,
+)
+from scipy.spatial.transform import Rotation
+
+from depth_ft_ros.core.camera import PinholeCamera
+from depth_ft_ros.evaluation.lidar_sim import lidar_scan_in_lidar_frame, make_T_camera_lidar
+from depth_ft_ros.evaluation.middlebury import load_motorcycle
+
+pytestmark = pytest.mark.ros
+TEST_DIR = Path(__file__).resolve().parent
+CAMERAS = {"front": (0.0, (160, 108)), "left": (120.0, (160, 108)), "right": (-120.0, (200, 135))}
+
+
+@dataclass(frozen=True)
+class CameraScene:
+    name: str
+    rgb: np.ndarray
+    gt_depth_m: np.ndarray
+    camera: PinholeCamera
+    T_camera_lidar: np.ndarray
+    frame_id: str
+
+    def params(self) -> dict[str, list[float]]:
+        return {f"{self.name}.static_translation": [float(v) for v in self.T_camera_lidar[:3, 3]],
+                f"{self.name}.static_rotation":
+                    [float(v) for v in Rotation.from_matrix(self.T_camera_lidar[:3, :3]).as_quat()]}
+
+
+@cache
+def robot() -> tuple[dict[str, CameraScene], np.ndarray]:
+    """Each camera's scene and the shared LiDAR sweep (LiDAR frame)."""
+    frame = load_motorcycle()
+    scenes, sweeps = {}, []
+    for name, (yaw_deg, (width, height)) in CAMERAS.items():
+        rgb = cv2.resize(frame.rgb, (width, height), interpolation=cv2.INTER_AREA)
+        gt = cv2.resize(frame.depth_m, (width, height), interpolation=cv2.INTER_NEAREST)
+        camera = frame.camera.scaled(width, height)
+        yaw = np.eye(4)
+        yaw[:3, :3] = Rotation.from_euler("z", -yaw_deg, degrees=True).as_matrix()  # about the LiDAR's up axis
+        t_cam_lidar = make_T_camera_lidar((0.05, -0.1, 0.0)) @ yaw
+        sweeps.append(lidar_scan_in_lidar_frame(gt, camera, t_cam_lidar, 16))
+        scenes[name] = CameraScene(name, rgb, gt, camera, t_cam_lidar, f"{name}_optical_frame")
+    return scenes, np.concatenate(sweeps)
+
+
+def cameras_params(**overrides: Any) -> dict[str, Any]:
+    scenes, _ = robot()
+    params = node_params(cameras=list(CAMERAS), **overrides)
+    for s in scenes.values():
+        params.update(s.params())
+    return params
+
+
+def start(ros_graph: Any, name: str, **overrides: Any) -> Any:
+    from rclpy.parameter import Parameter
+
+    from depth_ft_ros.ros.node import DepthFtNode
+
+    node = DepthFtNode(name, context=ros_graph.context, parameter_overrides=[
+        Parameter(k, value=v) for k, v in cameras_params(**overrides).items()])
+    ros_graph.add_node(node)
+    node.trigger_configure()
+    assert node.models is not None
+    node.trigger_activate()
+    return node
+
+
+class RobotProbe:
+    """Publishes every camera's image and camera_info and the shared LiDAR sweep; collects each camera's outputs."""
+
+    def __init__(self, ros_graph: Any, outputs: tuple[str, ...] = ("depth/image", "depth/camera_info", "points")
+                 ) -> None:
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        self.graph = ros_graph
+        node = ros_graph.node("robot_probe")
+        self.images = {c: node.create_publisher(Image, f"{c}/image", 10) for c in CAMERAS}
+        self.infos = {c: node.create_publisher(CameraInfo, f"{c}/camera_info", 10) for c in CAMERAS}
+        self.lidar = node.create_publisher(PointCloud2, "sparse_points", 10)
+        types = {"depth/image": Image, "depth/camera_info": CameraInfo, "points": PointCloud2,
+                 "normals/image": Image}
+        self.out = {(c, t): ros_graph.collect(node, types[t], f"{c}/{t}") for c in CAMERAS for t in outputs}
+        publishers = [*self.images.values(), *self.infos.values(), self.lidar]
+        assert ros_graph.wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers), 10.0)
+        assert ros_graph.wait_for(lambda: all(node.count_publishers(f"{c}/{outputs[0]}") > 0 for c in CAMERAS), 10.0)
+
+    def send(self, stamps_ns: dict[str, int], lidar_stamp_ns: int | None = None, garbage: str = "",
+             silent: str = "") -> None:
+        scenes, sweep = robot()
+        self.lidar.publish(cloud_msg(sweep, lidar_stamp_ns if lidar_stamp_ns is not None else
+                                     min(stamps_ns.values())))
+        for c, stamp_ns in stamps_ns.items():
+            if c == silent:
+                continue
+            s = scenes[c]
+            self.infos[c].publish(camera_info_msg(s.camera, stamp_ns, s.frame_id))
+            image = image_msg(s.rgb, stamp_ns, s.frame_id)
+            if c == garbage:
+                image.step = 7  # shorter than a row: the image's fault, named and counted
+            self.images[c].publish(image)
+
+    def received(self, camera: str, topic: str) -> list[int]:
+        return [stamp_ns_of(m) for m in list(self.out[(camera, topic)])]
+
+
+def frame_stamps(i: int) -> dict[str, int]:
+    """Each camera's own stamps (cameras are not synchronized): 0, 3 and 6 ms apart."""
+    return {c: T0_NS + i * 100_000_000 + k * 3_000_000 for k, c in enumerate(CAMERAS)}
+
+
+def lidar_pixels_error(s: CameraScene, sweep: np.ndarray, depth_m: np.ndarray) -> tuple[int, float]:
+    """(LiDAR points in view, median relative error of the depth there): the points moved into the camera by
+    this camera's extrinsics and projected with its K, written out here."""
+    pts = sweep @ s.T_camera_lidar[:3, :3].T + s.T_camera_lidar[:3, 3]
+    pts = pts[pts[:, 2] > 0.1]
+    k = s.camera.k
+    u = np.round(k[0, 0] * pts[:, 0] / pts[:, 2] + k[0, 2]).astype(int)
+    v = np.round(k[1, 1] * pts[:, 1] / pts[:, 2] + k[1, 2]).astype(int)
+    inside = (u >= 0) & (u < depth_m.shape[1]) & (v >= 0) & (v < depth_m.shape[0])
+    rel_err = np.abs(depth_m[v[inside], u[inside]] - pts[inside, 2]) / pts[inside, 2]
+    return int(inside.sum()), float(np.nanmedian(rel_err))
+
+
+def test_three_cameras_one_lidar_each_camera_its_own_outputs(ros_graph: Any) -> None:
+    node = start(ros_graph, "cameras_node", batch_window=500.0)  # the three frames of a step share a forward
+    probe = RobotProbe(ros_graph)
+    scenes, sweep = robot()
+    steps = [frame_stamps(i) for i in range(3)]
+    for stamps in steps:
+        probe.send(stamps)
+        assert ros_graph.wait_for(lambda st=stamps: all(st[c] in probe.received(c, "points") for c in CAMERAS),
+                                  30.0), stamps
+    for c, s in scenes.items():
+        for topic in ("depth/image", "depth/camera_info", "points"):  # its own stamps, one output per frame
+            assert sorted(probe.received(c, topic)) == [st[c] for st in steps], (c, topic)
+        depth_msg = probe.out[(c, "depth/image")][-1]
+        info = probe.out[(c, "depth/camera_info")][-1]
+        cloud = probe.out[(c, "points")][-1]
+        for msg in (depth_msg, info, cloud):
+            assert msg.header.frame_id == s.frame_id
+        height, width = s.rgb.shape[:2]
+        assert (depth_msg.height, depth_msg.width, info.height, info.width) == (height, width, height, width)
+        assert (cloud.height, cloud.width) == (height, width)
+        np.testing.assert_allclose(np.reshape(info.k, (3, 3)), s.camera.k, rtol=1e-9)
+        # Metric depth at this camera's LiDAR pixels: its own extrinsics picked its own points from the sweep.
+        n_inside, median_err = lidar_pixels_error(s, sweep, image_to_numpy(depth_msg, "f4", 1))
+        assert n_inside > 300, c
+        assert median_err < 0.10, (c, median_err)
+        stream = node.stream(c)
+        assert stream.stats.frames_out == 3 and sum(stream.stats.dropped.values()) == 0, c
+        assert stream.last_alignment["alignment.state"] == "fitted", c
+        # The other cameras' points are out of this camera's view: dropped and counted, not used.
+        assert int(stream.last_alignment["alignment.points_used"]) < len(sweep) / 2, c
+    # Front and left (one size) went through the networks as one batch; right (another size) on its own.
+    assert [node.stream(c).last_batch_size for c in CAMERAS] == [2, 2, 1]
+    assert node.models is not None and all(s.pipeline is not None and s.pipeline.models is node.models
+                                           for s in node.streams)
+
+
+def test_a_garbage_or_silent_camera_leaves_the_others_alone(ros_graph: Any) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    node = start(ros_graph, "cameras_faults", input_timeout=1.0)
+    probe = RobotProbe(ros_graph, outputs=("depth/image",))
+    diagnostics = ros_graph.collect(ros_graph.node("diag_probe"), DiagnosticArray, "/diagnostics")
+    good = ["front", "right"]
+    for i in range(4):
+        stamps = frame_stamps(i)
+        probe.send(stamps, garbage="left")
+        assert ros_graph.wait_for(lambda st=stamps: all(st[c] in probe.received(c, "depth/image") for c in good),
+                                  30.0)
+    assert ros_graph.wait_for(lambda: node.stream("left").stats.dropped["bad_input"] == 4, 10.0)
+    assert node.stream("left").stats.frames_out == 0 and not probe.received("left", "depth/image")
+    for c in good:
+        stats = node.stream(c).stats
+        assert stats.frames_out == 4 and sum(stats.dropped.values()) == 0 and not stats.warnings, c
+
+    # Left goes silent: the others still get every frame, and left's own status says it is silent.
+    for i in range(4, 8):
+        stamps = frame_stamps(i)
+        probe.send(stamps, silent="left")
+        assert ros_graph.wait_for(lambda st=stamps: all(st[c] in probe.received(c, "depth/image") for c in good),
+                                  30.0)
+    time.sleep(1.2)  # past input_timeout
+
+    def statuses() -> dict[str, tuple[int, str]]:
+        if not diagnostics:
+            return {}
+        return {st.name: (int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else int(st.level),
+                          st.message) for st in diagnostics[-1].status}
+
+    name = node.get_fully_qualified_name()
+    assert ros_graph.wait_for(lambda: "left/image for" in statuses().get(f"{name}: left depth pipeline",
+                                                                                 (0, ""))[1], 5.0)
+    status = statuses()
+    assert set(status) == {f"{name}: {c} depth pipeline" for c in CAMERAS}
+    assert status[f"{name}: left depth pipeline"][0] == ord(DiagnosticStatus.WARN)
+    for c in good:  # inputs flowing until a second ago: no bad input, no condition
+        assert status[f"{name}: {c} depth pipeline"][0] != ord(DiagnosticStatus.ERROR), status
+
+
+def test_invalid_camera_parameters_fail_at_start_naming_them(tmp_path: Path) -> None:
+    cases = [("cameras: [front, front]", "parameter cameras=['front', 'front']: each name once"),
+             ("cameras: ['front/left']", "parameter cameras: 'front/left' is not a camera name"),
+             ("cameras: [front]\n    front:\n      static_rotation: [0.0, 0.0, 0.0, 0.0]",
+              "parameter front.static_rotation=[0.0, 0.0, 0.0, 0.0]: not a quaternion"),
+             ("cameras: [front]\n    front:\n      static_translation: [1.0, 2.0]",
+              "parameter front.static_translation=[1.0, 2.0]: needs 3 finite numbers")]
+    for yaml_text, expected in cases:
+        params = tmp_path / "params.yaml"
+        params.write_text(f"/**:\n  ros__parameters:\n    depth_model: some/model\n    {yaml_text}\n")
+        proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.ros.node", "--ros-args", "--params-file",
+                               str(params)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, (yaml_text, proc.stderr)
+        assert expected in proc.stderr, (yaml_text, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+RSS_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, {test_dir!r})
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from node_fixtures import node_params
+import test_node_cameras as t
+from depth_ft_ros.ros.node import DepthFtNode
+
+cameras = {cameras!r}
+rclpy.init()
+params = t.cameras_params() if cameras else node_params()
+if cameras:
+    params["cameras"] = cameras
+node = DepthFtNode("rss_node", parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+node.trigger_configure()
+node.trigger_activate()
+probe_node = rclpy.create_node("rss_probe")
+executor = MultiThreadedExecutor()
+executor.add_node(node)
+executor.add_node(probe_node)
+import threading
+threading.Thread(target=executor.spin, daemon=True).start()
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from node_fixtures import camera_info_msg, cloud_msg, image_msg, scene
+names = cameras or [""]
+topic = lambda c, x: f"{{c}}/{{x}}" if c else x
+images = {{c: probe_node.create_publisher(Image, topic(c, "image"), 10) for c in names}}
+infos = {{c: probe_node.create_publisher(CameraInfo, topic(c, "camera_info"), 10) for c in names}}
+lidar = probe_node.create_publisher(PointCloud2, "sparse_points", 10)
+outs = {{c: [] for c in names}}
+subs = [probe_node.create_subscription(Image, topic(c, "depth/image"), outs[c].append, 10) for c in names]
+time.sleep(1.0)
+scenes, sweep = t.robot()
+for i in range(3):
+    stamp = t.T0_NS + i * 100_000_000
+    lidar.publish(cloud_msg(sweep if cameras else scene().lidar_points, stamp))
+    for c in names:
+        s = scenes[c] if cameras else scene()
+        frame_id = scenes[c].frame_id if cameras else "camera_optical_frame"
+        infos[c].publish(camera_info_msg(s.camera, stamp, frame_id))
+        images[c].publish(image_msg(s.rgb, stamp, frame_id))
+    deadline = time.monotonic() + 60
+    while any(len(outs[c]) <= i for c in names) and time.monotonic() < deadline:
+        time.sleep(0.02)
+rss_kb = int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
+print(json.dumps({{"rss_mb": rss_kb / 1024, "parameter_bytes": node.models.parameter_bytes(),
+                  "outputs": {{c: len(outs[c]) for c in names}}}}))
+executor.shutdown()
+node.destroy_node()
+rclpy.try_shutdown()
+"""
+
+
+def _node_memory(cameras: list[str]) -> dict[str, Any]:
+    import json
+    import os
+
+    proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT.format(test_dir=str(TEST_DIR), cameras=cameras)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_three_cameras_hold_one_copy_of_the_models() -> None:
+    one = _node_memory([])
+    three = _node_memory(list(CAMERAS))
+    assert set(one["outputs"].values()) == {3} and set(three["outputs"].values()) == {3}  # every frame came out
+    assert three["parameter_bytes"] == one["parameter_bytes"] > 0  # the same networks, loaded once
+    # Three single-camera processes would hold 3x one's; the 3-camera process holds one copy plus per-camera state.
+    assert three["rss_mb"] <= 1.3 * one["rss_mb"], (one, three)
+    print(f"RSS one camera {one['rss_mb']:.0f} MB, three cameras {three['rss_mb']:.0f} MB "
+          f"({three['rss_mb'] / one['rss_mb']:.2f}x); parameters {one['parameter_bytes'] / 2**20:.1f} MiB")
