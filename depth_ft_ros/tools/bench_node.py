@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "unless told otherwise")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="any node parameter, value in YAML (e.g. cloud_min_confidence=0.0); repeatable")
+    parser.add_argument("--cameras", type=int, default=0, metavar="N",
+                        help="serve 1..N cameras from one node (`cameras` parameter): per-frame cost and throughput, "
+                        "frames batched in one forward vs one frame per forward (bench_cameras.py)")
     parser.add_argument("--alignment-fit", default=None, choices=["scale_shift", "scale"],
                         help="default: scale for the tiny random checkpoints (their output does not follow depth), "
                         "else scale_shift")
@@ -191,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         depth_model = args.depth_model or str(make_tiny_model(Path(tmp) / "depth", "e2e-ft-depth"))
         normals_model = args.normals_model or str(make_tiny_model(Path(tmp) / "normals", "e2e-ft-normals"))
+        if args.cameras:
+            from depth_ft_ros.tools import bench_cameras
+
+            return bench_cameras.run(args, depth_model, normals_model)
         print(f"bench-node: {args.width}x{args.height}, {args.frames} frames, {args.lidar_lines}-line LiDAR, "
               f"outputs subscribed in another process: {' '.join(args.outputs)}; cloud normals "
               f"{'on' if args.cloud_normals else 'off'}, stride {args.cloud_stride}; Fast DDS publication "
