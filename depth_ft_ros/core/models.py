@@ -1,9 +1,11 @@
 """The networks of a node: one depth and/or one normals predictor, loaded once and shared by every camera.
 
-`predict` runs the frames of several cameras: frames of one size that want the same outputs go through each
-network as one batch (at most max_batch frames per forward), and when both predictors share a VAE the frames are
-encoded once for both. A batch that fails is run again frame by frame, so a frame the network refuses (e.g. a size
-an ONNX export was not made for) fails alone and the other cameras' frames still come out.
+`predict` runs the frames of several cameras: frames with one processing size (the size the network sees them
+at: cameras of one resolution, or e.g. 640x480 and 1280x960 at processing_resolution 768) that want the same
+outputs go through each network as one batch (at most max_batch frames per forward), and when both predictors
+share a VAE the frames are encoded once for both. A batch that fails is run again frame by frame, so a frame the
+network refuses (e.g. a size an ONNX export was not made for) fails alone and the other cameras' frames still
+come out.
 """
 
 from __future__ import annotations
@@ -100,9 +102,15 @@ class Models:
 
     def predict(self, frames: list[np.ndarray], want_normals: list[bool], max_batch: int = 0) -> list[Predicted]:
         """Each frame's outputs, in order; want_normals per frame; max_batch 0 = no limit."""
-        groups: dict[tuple[tuple[int, ...], bool], list[int]] = {}
+        first = self.depth if self.depth is not None else self.normals
+        assert first is not None
+        groups: dict[tuple[tuple[int, int], bool], list[int]] = {}
         for index, (rgb, normals) in enumerate(zip(frames, want_normals, strict=True)):
-            groups.setdefault((rgb.shape, normals and self.normals is not None), []).append(index)
+            try:
+                size = first.processing_size(rgb)
+            except Exception:  # an empty or malformed frame: its own group, where its own error comes out
+                size = (-index - 1, 0)
+            groups.setdefault((size, normals and self.normals is not None), []).append(index)
         results: list[Predicted] = [Predicted() for _ in frames]
         step = max_batch if max_batch > 0 else len(frames) or 1
         for (_, normals), indices in groups.items():
@@ -125,7 +133,7 @@ class Models:
         return results
 
     def _forward(self, frames: list[np.ndarray], want_normals: bool) -> list[Predicted]:
-        """Frames of one size through the networks as one batch."""
+        """Frames of one processing size through the networks as one batch."""
         out = [Predicted(batch_size=len(frames)) for _ in frames]
         encoded: EncodedFrame | None = None
         if self.depth is not None:

@@ -51,7 +51,7 @@ from depth_ft_ros.core.families.detect import (
     trained_with_e2e_ft_code,
 )
 from depth_ft_ros.core.families.runtime import StageTimer, check_frame, resolve_device, resolve_dtype
-from depth_ft_ros.core.network_input import pad_to_multiple, to_network_input
+from depth_ft_ros.core.network_input import pad_to_multiple, processing_size, to_network_input
 from depth_ft_ros.core.onnx_runtime import is_export_dir
 from depth_ft_ros.core.stages import StageExecutor, TorchStages
 
@@ -94,10 +94,10 @@ class FrameGeometry:
 
 @dataclass
 class EncodedFrame:
-    """A frame's VAE latent plus what is needed to reuse it with another predictor (same VAE)."""
+    """Frames' VAE latents plus what is needed to reuse them with another predictor (same VAE)."""
 
     latent: torch.Tensor  # [B, 4, h, w], already x scaling_factor
-    geometry: FrameGeometry
+    geometries: list[FrameGeometry]  # one per frame: input sizes may differ, the processing size does not
     vae_key: str
     processing_resolution: int
     timings_ms: dict[str, float]
@@ -285,19 +285,24 @@ class DepthFtPredictor:
         return self._run([check_frame(rgb)], encoded)[0]
 
     def predict_batch(self, frames: Sequence[np.ndarray], encoded: EncodedFrame | None = None) -> list[Prediction]:
-        """Several frames; frames of equal size go through the network as one batch. `encoded` (from
-        `encode_batch` of the same frames, by a predictor with the same VAE) skips preprocessing and encoding."""
+        """Several frames; frames with one processing size (e.g. 640x480 and 1280x960 at 768) go through the
+        network as one batch, each read out at its own size. `encoded` (from `encode_batch` of the same frames,
+        by a predictor with the same VAE) skips preprocessing and encoding."""
         checked = [check_frame(frame) for frame in frames]
         if encoded is not None:
             return self._run(checked, encoded)
-        groups: dict[tuple[int, ...], list[int]] = {}
+        groups: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(checked):
-            groups.setdefault(frame.shape, []).append(index)
+            groups.setdefault(self.processing_size(frame), []).append(index)
         results: list[Prediction | None] = [None] * len(checked)
         for indices in groups.values():
             for index, prediction in zip(indices, self._run([checked[i] for i in indices], None), strict=True):
                 results[index] = prediction
         return [r for r in results if r is not None]
+
+    def processing_size(self, rgb: np.ndarray) -> tuple[int, int]:
+        """(h, w) the network sees a frame at, before padding: frames with equal ones can share a batch."""
+        return processing_size(rgb.shape[0], rgb.shape[1], self.processing_resolution)
 
     def encode(self, rgb: np.ndarray) -> EncodedFrame:
         """Preprocess and VAE-encode a frame once, for every predictor whose vae_key is equal."""
@@ -305,19 +310,17 @@ class DepthFtPredictor:
 
     @torch.inference_mode()
     def encode_batch(self, frames: Sequence[np.ndarray]) -> EncodedFrame:
-        """`encode` for frames of one size, as one batch (for predict_batch(frames, encoded=...))."""
+        """`encode` for frames of one processing size, as one batch (for predict_batch(frames, encoded=...))."""
         self._check_open()
         checked = [check_frame(frame) for frame in frames]
-        if len({frame.shape for frame in checked}) != 1:
-            raise InputError(f"encode_batch needs frames of one size, got {sorted({f.shape for f in checked})}")
         timer = StageTimer(self.device)
-        image, geometry = self._preprocess(checked)
+        image, geometries = self._preprocess(checked)
         timer.lap("preprocess")
         latent = self._encode(image)
         timer.lap("encode")
         times = timer.done(1)  # the whole batch's times: the predictor that adopts it splits them per frame
         return EncodedFrame(
-            latent=latent, geometry=geometry, vae_key=self.vae_key,
+            latent=latent, geometries=geometries, vae_key=self.vae_key,
             processing_resolution=self.processing_resolution,
             timings_ms={"preprocess": times["preprocess"], "encode": times["encode"]},
         )
@@ -355,12 +358,12 @@ class DepthFtPredictor:
         self._check_open()
         timer = StageTimer(self.device)
         if encoded is None:
-            image, geometry = self._preprocess(frames)
+            image, geometries = self._preprocess(frames)
             timer.lap("preprocess")
             latent = self._encode(image)
             timer.lap("encode")
         else:
-            latent, geometry = self._adopt(encoded, frames)
+            latent, geometries = self._adopt(encoded, frames)
             timer.add(encoded.take_timings())  # the shared encoding counts once, in its first user
         if self.channels_last:
             latent = latent.contiguous(memory_format=torch.channels_last)
@@ -368,15 +371,22 @@ class DepthFtPredictor:
         timer.lap("unet")
         result = self.stages.decode(pred_latent)
         timer.lap("decode")
-        arrays = self._postprocess(result, geometry)
+        arrays = self._postprocess(result, geometries)
         timer.lap("postprocess")
         timings = timer.done(len(frames))
-        return [self._prediction(array, geometry, timings) for array in arrays]
+        return [self._prediction(array, geometry, timings) for array, geometry in zip(arrays, geometries, strict=True)]
 
-    def _preprocess(self, frames: list[np.ndarray]) -> tuple[torch.Tensor, FrameGeometry]:
-        batch = torch.from_numpy(np.stack(frames)).to(self.device)  # [B, H, W, 3] uint8: 4x less to copy
-        height, width = batch.shape[1:3]
-        image = to_network_input(batch, self.processing_resolution)  # the one definition, shared with training
+    def _preprocess(self, frames: list[np.ndarray]) -> tuple[torch.Tensor, list[FrameGeometry]]:
+        height, width = frames[0].shape[:2]
+        if all(frame.shape == frames[0].shape for frame in frames):
+            batch = torch.from_numpy(np.stack(frames)).to(self.device)  # [B, H, W, 3] uint8: 4x less to copy
+            image = to_network_input(batch, self.processing_resolution)  # the one definition, shared with training
+        else:  # several input sizes, one processing size: each resized on its own, then one batch
+            if len({self.processing_size(frame) for frame in frames}) != 1:
+                raise InputError(f"frames of sizes {[f.shape[1::-1] for f in frames]} are processed at different "
+                                 f"sizes at processing_resolution {self.processing_resolution}: not one batch")
+            image = torch.cat([to_network_input(torch.from_numpy(frame[None]).to(self.device),
+                                                self.processing_resolution) for frame in frames])
         new_hw = (int(image.shape[-2]), int(image.shape[-1]))
         pad_h, pad_w = -new_hw[0] % self.pad_multiple, -new_hw[1] % self.pad_multiple
         if self.fixed_hw is not None and (new_hw[0] + pad_h, new_hw[1] + pad_w) != self.fixed_hw:
@@ -389,13 +399,13 @@ class DepthFtPredictor:
         # The HWC -> CHW permute leaves channels-last strides; pick the layout on purpose, since the
         # convolution kernels (and their rounding) depend on it.
         image = image.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        return image, FrameGeometry((height, width), new_hw, (pad_h, pad_w))
+        return image, [FrameGeometry((f.shape[0], f.shape[1]), new_hw, (pad_h, pad_w)) for f in frames]
 
     def _encode(self, image: torch.Tensor) -> torch.Tensor:
         return self.stages.encode(image)
 
-    def _adopt(self, encoded: EncodedFrame, frames: list[np.ndarray]) -> tuple[torch.Tensor, FrameGeometry]:
-        geometry = encoded.geometry
+    def _adopt(self, encoded: EncodedFrame, frames: list[np.ndarray]) -> tuple[torch.Tensor, list[FrameGeometry]]:
+        geometry = encoded.geometries[0]  # the processing size and padding are the batch's
         if encoded.vae_key != self.vae_key:
             raise ConfigError(
                 f"encoded frame comes from a different VAE (key {encoded.vae_key[:12]}, this predictor "
@@ -409,16 +419,21 @@ class DepthFtPredictor:
         padded = [size + pad for size, pad in zip(geometry.processed_hw, geometry.padding_hw, strict=True)]
         if any(size % self.pad_multiple for size in padded):
             raise ConfigError(f"encoded frame is padded to {padded}, not a multiple of {self.pad_multiple}")
-        if len(frames) != encoded.latent.shape[0] or any(f.shape[:2] != geometry.input_hw for f in frames):
-            raise InputError(f"encoded frames: {encoded.latent.shape[0]} of {geometry.input_hw}, the rgb frames: "
+        if [f.shape[:2] for f in frames] != [g.input_hw for g in encoded.geometries]:
+            raise InputError(f"encoded frames are {[g.input_hw for g in encoded.geometries]}, the rgb frames "
                              f"{[f.shape[:2] for f in frames]}")
-        return encoded.latent.to(device=self.device, dtype=self.dtype), geometry
+        return encoded.latent.to(device=self.device, dtype=self.dtype), encoded.geometries
 
-    def _postprocess(self, result: torch.Tensor, geometry: FrameGeometry) -> np.ndarray:
-        pad_h, pad_w = geometry.padding_hw
+    def _postprocess(self, result: torch.Tensor, geometries: list[FrameGeometry]) -> list[np.ndarray]:
+        pad_h, pad_w = geometries[0].padding_hw
         result = result[:, :, : result.shape[2] - pad_h, : result.shape[3] - pad_w]
-        size_hw = geometry.input_hw if self.match_input_resolution else geometry.processed_hw
-        result = self.runner.resize_back(result, size_hw)
+        sizes_hw = [g.input_hw if self.match_input_resolution else g.processed_hw for g in geometries]
+        if all(size == sizes_hw[0] for size in sizes_hw):
+            return list(self._read_out(self.runner.resize_back(result, sizes_hw[0])))
+        return [self._read_out(self.runner.resize_back(result[i:i + 1], size))[0] for i, size in enumerate(sizes_hw)]
+
+    def _read_out(self, result: torch.Tensor) -> np.ndarray:
+        """[B, C, H, W] at the output size -> [B, H, W] depth or [B, H, W, 3] optical-frame normals."""
         if self.task == "normals":
             assert self.normals_frame is not None
             return to_optical_frame(result, self.normals_frame).permute(0, 2, 3, 1).cpu().numpy()

@@ -76,7 +76,7 @@ def probe_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
 def processing_size(predictor: DepthFtPredictor, frame_wh: tuple[int, int]) -> tuple[int, int]:
     """The padded network input size of a frame of frame_wh, by the predictor's own preprocessing."""
     width, height = frame_wh
-    _, geometry = predictor._preprocess([np.zeros((height, width, 3), np.uint8)])
+    _, (geometry,) = predictor._preprocess([np.zeros((height, width, 3), np.uint8)])
     return tuple(s + p for s, p in zip(geometry.processed_hw, geometry.padding_hw, strict=True))  # type: ignore[return-value]
 
 
