@@ -42,6 +42,7 @@ class Models:
         self.depth = depth
         self.normals = normals
         self.shared_encoder = depth is not None and normals is not None and depth.vae_key == normals.vae_key
+        self._parameter_bytes: int | None = None
 
     @classmethod
     def load(cls, config: NodeConfig) -> Models:
@@ -84,10 +85,13 @@ class Models:
             "device": str(models[0].device),
             "dtype": str(models[0].dtype).replace("torch.", ""),
             "shared_encoder": str(self.shared_encoder).lower(),
+            "parameters_mib": f"{self.parameter_bytes() / 2**20:.1f}",
         }
 
     def parameter_bytes(self) -> int:
-        """Bytes of network parameters held (each shared module counted once)."""
+        """Bytes of network parameters held (each shared module counted once; 0 for ONNX Runtime sessions)."""
+        if self._parameter_bytes is not None:
+            return self._parameter_bytes
         seen: set[int] = set()
         total = 0
         for predictor in (self.depth, self.normals):
@@ -98,6 +102,7 @@ class Models:
                     continue
                 seen.add(id(module))
                 total += sum(p.numel() * p.element_size() for p in module.parameters())
+        self._parameter_bytes = total
         return total
 
     def predict(self, frames: list[np.ndarray], want_normals: list[bool], max_batch: int = 0) -> list[Predicted]:

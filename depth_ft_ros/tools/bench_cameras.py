@@ -57,7 +57,8 @@ def run_mode(args: argparse.Namespace, n_cameras: int, mode: str, depth_model: s
     from depth_ft_ros.ros import convert
     from depth_ft_ros.ros.node import DepthFtNode
     from depth_ft_ros.ros.replay import parse_param_overrides
-    from depth_ft_ros.tools.bench_node import _header, _scene
+    from depth_ft_ros.tools.bench_inputs import bench_header as _header
+    from depth_ft_ros.tools.bench_inputs import bench_scene as _scene
 
     rgb, camera, points = _scene(args.width, args.height, args.lidar_lines)
     cloud = np.zeros(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])

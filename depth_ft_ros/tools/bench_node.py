@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from depth_ft_ros.core.errors import DepthFtError
 from depth_ft_ros.ros import names
 from depth_ft_ros.ros.middleware import NODE_PUBLICATION_MODE, PUBLICATION_MODE_VAR, PUBLICATION_MODES
+from depth_ft_ros.tools.bench_inputs import bench_header as _header
+from depth_ft_ros.tools.bench_inputs import bench_scene as _scene
 
 OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "confidence", "rectify", "cloud", "publish")
 
@@ -54,17 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alignment-fit", default=None, choices=["scale_shift", "scale"],
                         help="default: scale for the tiny random checkpoints (their output does not follow depth), "
                         "else scale_shift")
-
-
-def _scene(width: int, height: int, lines: int) -> tuple[np.ndarray, Any, np.ndarray]:
-    from depth_ft_ros.evaluation.lidar_sim import lidar_scan
-    from depth_ft_ros.evaluation.middlebury import load_motorcycle
-
-    frame = load_motorcycle()
-    rgb = cv2.resize(frame.rgb, (width, height), interpolation=cv2.INTER_AREA)
-    gt = cv2.resize(frame.depth_m, (width, height), interpolation=cv2.INTER_NEAREST)
-    camera = frame.camera.scaled(width, height)
-    return rgb, camera, lidar_scan(gt, camera, lines)
 
 
 def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals_model: str) -> list[dict[str, float]]:
@@ -173,14 +163,6 @@ def _subscribe_outputs(topics: list[str], received: Any, stop: Any) -> None:
         rclpy.spin_once(node, timeout_sec=0.05)
     node.destroy_node()
     rclpy.try_shutdown()
-
-
-def _header(stamp_ns: int) -> Any:
-    from std_msgs.msg import Header
-
-    header = Header(frame_id="camera_optical_frame")
-    header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-    return header
 
 
 def run(args: argparse.Namespace) -> int:
