@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from depth_ft_ros.core.frame_sync import LatestSlot, StampBuffer
+from depth_ft_ros.core.frame_sync import LatestSlot, LatestSlots, StampBuffer
 
 
 def test_latest_slot_keeps_newest_and_counts_drops() -> None:
@@ -57,3 +57,47 @@ def test_nearest_index_in_sorted_stamps() -> None:
     assert nearest_index(stamps, 260, 50) == 2
     assert nearest_index(stamps, 50, 50) == 0 and nearest_index(stamps, 360, 50) is None
     assert nearest_index(stamps, 150, 10) is None and nearest_index([], 1, 10) is None
+
+
+def test_latest_slots_keep_the_newest_per_camera_and_count_drops_per_camera() -> None:
+    slots: LatestSlots[str] = LatestSlots()
+    assert slots.put(0, "a1") is False
+    assert slots.put(1, "b1") is False
+    assert slots.put(0, "a2") is True  # a1 dropped, b1 not
+    assert slots.take_batch(0.01) == {0: "a2", 1: "b1"}
+    assert slots.take_batch(0.01) == {}
+
+
+def test_a_ready_frame_waits_for_the_other_live_cameras_at_most_the_window() -> None:
+    slots: LatestSlots[str] = LatestSlots(live_s=5.0)
+    slots.put(0, "a0")
+    slots.put(1, "b0")
+    assert slots.take_batch(0.01, window_s=0.5) == {0: "a0", 1: "b0"}  # both live, both there: no wait
+    # Camera 1's frame arrives 50 ms after camera 0's: they leave together, long before the window ends.
+    threading.Timer(0.05, slots.put, args=(1, "b1")).start()
+    slots.put(0, "a1")
+    start = time.monotonic()
+    assert slots.take_batch(1.0, window_s=0.5) == {0: "a1", 1: "b1"}
+    assert time.monotonic() - start < 0.4
+    # Camera 1 falls silent: camera 0's frame leaves when the window after its arrival ends.
+    slots.put(0, "a2")
+    start = time.monotonic()
+    assert slots.take_batch(1.0, window_s=0.2) == {0: "a2"}
+    assert 0.15 < time.monotonic() - start < 1.0
+    # A frame already older than the window (the worker was busy) does not wait at all.
+    slots.put(0, "a3")
+    time.sleep(0.25)
+    start = time.monotonic()
+    assert slots.take_batch(1.0, window_s=0.2) == {0: "a3"}
+    assert time.monotonic() - start < 0.15
+
+
+def test_a_camera_silent_for_longer_than_live_s_is_not_waited_for() -> None:
+    slots: LatestSlots[str] = LatestSlots(live_s=0.1)
+    slots.put(1, "b0")
+    assert slots.take_batch(0.01) == {1: "b0"}
+    time.sleep(0.15)
+    slots.put(0, "a0")
+    start = time.monotonic()
+    assert slots.take_batch(1.0, window_s=0.5) == {0: "a0"}
+    assert time.monotonic() - start < 0.3
