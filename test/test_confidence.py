@@ -116,6 +116,21 @@ def test_confidence_range_shape_and_nan() -> None:
     assert conf[60, 64] > 0.5  # a flat wall the LiDAR agrees with, between points
 
 
+def test_confidence_next_to_zero_depth_is_finite_and_unaffected() -> None:
+    # Depth 0 is invalid like NaN: confidence 0 there, and no overflow that spreads into the valid neighbours.
+    depth, uv, z = _plane_with_points()
+    depth[40:48, 60:68] = 0.0
+    conf = confidence_map(depth, uv, z)
+    assert np.isfinite(conf).all() and (conf >= 0).all() and (conf <= 1).all()
+    assert (conf[40:48, 60:68] == 0).all()
+    reference = confidence_map(np.full_like(depth, 4.0), uv, z)  # the same wall without the hole
+    # Beyond the hole's edge band (1 px), the hole changes nothing: the wall agrees with the LiDAR.
+    ring = np.zeros(depth.shape, bool)
+    ring[36:52, 56:72] = True
+    ring[38:50, 58:70] = False
+    np.testing.assert_allclose(conf[ring], reference[ring], rtol=0, atol=0.05)
+
+
 def test_confidence_lower_where_the_lidar_disagrees() -> None:
     depth, uv, z = _plane_with_points()
     # The right half of the map is 20 % too far (known error); the LiDAR says 4 m everywhere.
