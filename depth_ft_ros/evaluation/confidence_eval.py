@@ -13,10 +13,11 @@ projection, and the prediction aligned with the runtime functions (align_detaile
   (5 %: at f ~ 1000 px a surface would have to be seen within ~3 deg of grazing to change that much from one
   pixel to the next). Near = within 2 px of a GT edge. Reported: the share of near cloud points with error
   > 10 % that the filter removes, and the share of the other cloud points it removes. The same shares for the
-  cloud as published (edge filter + cloud_min_confidence together) and for the edge mask one pixel wider. And
-  why a filter misses near-edge points: a near point with error > 10 % is "caused by the smear" when the
-  unsmeared prediction, aligned the same way, is within 10 % there; otherwise the alignment's own smooth error
-  makes it wrong, as it makes bad_rate_elsewhere of the points away from any edge wrong.
+  cloud as published (edge filter + cloud_min_confidence together), for the edge mask one pixel wider, and for
+  it one pixel wider only where the confidence is below BAND_CONFIDENCE. And why a filter misses near-edge
+  points: a near point with error > 10 % is "caused by the smear" when the unsmeared prediction, aligned the
+  same way, is within 10 % there; otherwise the alignment's own smooth error makes it wrong, as it makes
+  bad_rate_elsewhere of the points away from any edge wrong.
 - Threshold table for cloud_min_confidence: points kept and AbsRel of kept vs dropped points.
 """
 
