@@ -4,6 +4,7 @@ Runs the real depth_ft_node in-process over rclpy with every output subscribed (
 published), feeds it a 640x480 frame made from the Middlebury image with a simulated LiDAR, one frame at a time,
 and prints the median of each stage: image/camera_info conversion, point-cloud decoding and transform, alignment,
 cloud building, message building and publishing; then the network stages for comparison.
+With --overload FACTOR: the node's output rate under an input flood instead (depth_ft_ros.tools.bench_overload).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from depth_ft_ros.core.errors import DepthFtError
 from depth_ft_ros.ros import names
 from depth_ft_ros.ros.middleware import NODE_PUBLICATION_MODE, PUBLICATION_MODE_VAR, PUBLICATION_MODES
+from depth_ft_ros.tools import bench_overload
 
 OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "confidence", "rectify", "cloud", "publish")
 
@@ -36,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--alignment", nargs="+", default=["global", "local"], choices=["global", "local"])
     parser.add_argument("--lidar-lines", type=int, default=32)
-    parser.add_argument("--processing-resolution", type=int, default=0, help="0 = native (default here)")
+    parser.add_argument("--processing-resolution", type=int, default=None,
+                        help="0 = native (the default here; with --overload: the node's default)")
     parser.add_argument("--outputs", nargs="+", default=["all"],
                         help="output topics the (separate-process) subscriber takes, or `all`; e.g. depth/image "
                         "depth/camera_info points (outputs nobody takes are not computed)")
@@ -51,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alignment-fit", default=None, choices=["scale_shift", "scale"],
                         help="default: scale for the tiny random checkpoints (their output does not follow depth), "
                         "else scale_shift")
+    bench_overload.add_arguments(parser)
 
 
 def _scene(width: int, height: int, lines: int) -> tuple[np.ndarray, Any, np.ndarray]:
@@ -84,7 +88,7 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
     context = Context()
     rclpy.init(context=context)
     params = {"depth_model": depth_model, "normals_model": normals_model, "device": "cpu",
-              "processing_resolution": args.processing_resolution, "alignment": alignment, "use_tf": False,
+              "processing_resolution": args.processing_resolution or 0, "alignment": alignment, "use_tf": False,
               "alignment_fit": args.alignment_fit or ("scale_shift" if args.depth_model else "scale"),
               "min_depth": 0.1, "max_depth": 20.0, "sync_wait": 1.0, "cloud_normals": args.cloud_normals,
               "cloud_stride": args.cloud_stride, **parse_param_overrides(args.param)}
@@ -181,6 +185,8 @@ def _header(stamp_ns: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.overload:
+        return bench_overload.run_overload(args)
     import platform
 
     import torch
