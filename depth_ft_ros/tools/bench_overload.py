@@ -48,6 +48,15 @@ def _percentiles_ms(values_s: list[float]) -> tuple[float, float]:
     return float(np.median(arr)), float(np.percentile(arr, 90))
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far, from /proc (Linux); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 def _client(spec: dict[str, Any], results: Any) -> None:
     """Child process: the camera, the LiDAR and the consumer of depth/image."""
     try:
@@ -154,7 +163,10 @@ def _client_run(spec: dict[str, Any]) -> dict[str, Any]:
         if arrived is None:
             raise DepthFtError("no depth/image from the node within 180 s (see its log)")
         relaxed: list[float] = []
+        cpu_relaxed_s = relaxed_start_s = 0.0
         for i in range(spec["warmup"] + spec["frames"]):
+            if i == spec["warmup"]:
+                cpu_relaxed_s, relaxed_start_s = process_cpu_s(spec["node_pid"]), time.monotonic()
             stamp_ns = publish(index)
             index += 1
             arrived = wait_output(stamp_ns, 30.0)
@@ -162,6 +174,7 @@ def _client_run(spec: dict[str, Any]) -> dict[str, Any]:
                 raise DepthFtError(f"no depth/image for relaxed frame {i} within 30 s (see the node's log)")
             if i >= spec["warmup"]:
                 relaxed.append(arrived)
+        cpu_relaxed_s = process_cpu_s(spec["node_pid"]) - cpu_relaxed_s
         relaxed_intervals = list(np.diff(relaxed))
         relaxed_latency = [t - published[s] for t, s in outputs[-spec["frames"]:]]
         period_s = float(np.median(relaxed_intervals)) / spec["factor"]
@@ -169,6 +182,7 @@ def _client_run(spec: dict[str, Any]) -> dict[str, Any]:
         with lock:
             before = diagnostics[-1][1] if diagnostics else {}
             first_output = len(outputs)
+        cpu_flood_s = process_cpu_s(spec["node_pid"])
         start_s = time.monotonic()
         sent = 0
         while time.monotonic() - start_s < spec["seconds"]:
@@ -178,6 +192,7 @@ def _client_run(spec: dict[str, Any]) -> dict[str, Any]:
             next_s = start_s + sent * period_s
             time.sleep(max(0.0, next_s - time.monotonic()))
         end_s = time.monotonic()
+        cpu_flood_s = process_cpu_s(spec["node_pid"]) - cpu_flood_s
         time.sleep(max(2.0 * float(np.median(relaxed_intervals)), 0.5))  # the frame in hand finishes
         time.sleep(1.5 * spec["diagnostics_period"])
         with lock:
@@ -188,7 +203,9 @@ def _client_run(spec: dict[str, Any]) -> dict[str, Any]:
                 "flood_intervals_s": list(np.diff(flood_times)),
                 "flood_latency_s": [t - published[s] for t, s in flood],
                 "flood_seconds": end_s - start_s, "flood_sent": sent, "flood_outputs": len(flood),
-                "input_period_s": period_s, "diagnostics_before": before, "diagnostics_after": after}
+                "input_period_s": period_s, "diagnostics_before": before, "diagnostics_after": after,
+                "node_cpu_relaxed_s": cpu_relaxed_s, "relaxed_seconds": relaxed[-1] - relaxed_start_s,
+                "node_cpu_flood_s": cpu_flood_s}
     finally:
         stop.set()
         spinner.join(timeout=5.0)
@@ -264,6 +281,7 @@ def run_overload(args: argparse.Namespace) -> int:
         with open(log_path, "wb") as log:
             node = subprocess.Popen([sys.executable, "-m", "depth_ft_ros.ros.node", "--ros-args", "--params-file",
                                      str(params_file)], stdout=log, stderr=subprocess.STDOUT)
+            spec["node_pid"] = node.pid
             try:
                 result = _run_client(spec, node)
             finally:
@@ -314,6 +332,12 @@ def _report(result: dict[str, Any], factor: float) -> None:
               f"{l90:>6.0f} ms")
     print(f"input period during the flood: {result['input_period_s'] * 1e3:.0f} ms over "
           f"{result['flood_seconds']:.1f} s; output rate overloaded / relaxed: {rates[1] / rates[0]:.2f}")
+    relaxed_frames = max(len(result["relaxed_latency_s"]), 1)
+    relaxed_cpu_ms = result["node_cpu_relaxed_s"] * 1e3 / relaxed_frames
+    flood_cpu_ms = result["node_cpu_flood_s"] * 1e3 / max(result["flood_outputs"], 1)
+    print(f"node CPU time (all its threads): relaxed {relaxed_cpu_ms:.0f} ms per output "
+          f"({result['node_cpu_relaxed_s'] / max(result['relaxed_seconds'], 1e-9):.2f} cores busy); flood "
+          f"{flood_cpu_ms:.0f} ms per output ({result['node_cpu_flood_s'] / result['flood_seconds']:.2f} cores busy)")
     drops = _drops(result["diagnostics_before"], result["diagnostics_after"])
     if result["diagnostics_after"]:
         print("node counters over the flood (/diagnostics): " + ", ".join(f"{k} {v}" for k, v in drops.items()))
