@@ -235,6 +235,10 @@ def _stop_node(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10.0)
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _drops(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
     keys = sorted({k for k in after if k.startswith("dropped.")} | {"frames_in", "frames_out"})
     return {k: int(after.get(k, "0")) - int(before.get(k, "0")) for k in keys}
@@ -278,6 +282,8 @@ def run_overload(args: argparse.Namespace) -> int:
               f"{f' + {args.lidar_lines}-line LiDAR' if args.lidar_lines > 0 else ''}; model "
               f"{args.depth_model or 'tiny e2e-ft-depth'}; {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores; node parameters {shown}", flush=True)
+        # A terminated bench stops its node too (the finally below), instead of leaving it running.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         with open(log_path, "wb") as log:
             node = subprocess.Popen([sys.executable, "-m", "depth_ft_ros.ros.node", "--ros-args", "--params-file",
                                      str(params_file)], stdout=log, stderr=subprocess.STDOUT)
@@ -286,6 +292,7 @@ def run_overload(args: argparse.Namespace) -> int:
                 result = _run_client(spec, node)
             finally:
                 _stop_node(node)
+                signal.signal(signal.SIGTERM, previous)
         if "error" in result:
             print(f"bench-node: {result['error']}\n--- node log ---\n{log_path.read_text(errors='replace')[-4000:]}",
                   file=sys.stderr)
