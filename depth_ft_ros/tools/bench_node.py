@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from depth_ft_ros.core.errors import DepthFtError
 from depth_ft_ros.ros import names
 from depth_ft_ros.ros.middleware import NODE_PUBLICATION_MODE, PUBLICATION_MODE_VAR, PUBLICATION_MODES
-from depth_ft_ros.tools import bench_overload
+from depth_ft_ros.tools import bench_overload, bench_scene
 
 OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "confidence", "rectify", "cloud", "publish")
 
@@ -57,17 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bench_overload.add_arguments(parser)
 
 
-def _scene(width: int, height: int, lines: int) -> tuple[np.ndarray, Any, np.ndarray]:
-    from depth_ft_ros.evaluation.lidar_sim import lidar_scan
-    from depth_ft_ros.evaluation.middlebury import load_motorcycle
-
-    frame = load_motorcycle()
-    rgb = cv2.resize(frame.rgb, (width, height), interpolation=cv2.INTER_AREA)
-    gt = cv2.resize(frame.depth_m, (width, height), interpolation=cv2.INTER_NEAREST)
-    camera = frame.camera.scaled(width, height)
-    return rgb, camera, lidar_scan(gt, camera, lines)
-
-
 def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals_model: str) -> list[dict[str, float]]:
     import rclpy
     from rclpy.context import Context
@@ -80,7 +68,7 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
     from depth_ft_ros.ros.node import DepthFtNode
     from depth_ft_ros.ros.replay import parse_param_overrides
 
-    rgb, camera, points = _scene(args.width, args.height, args.lidar_lines)
+    rgb, camera, points = bench_scene.scene(args.width, args.height, args.lidar_lines)
     cloud = np.zeros(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
     for i, axis in enumerate("xyz"):
         cloud[axis] = points[:, i]
@@ -125,7 +113,7 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
             time.sleep(0.01)
         for i in range(args.frames + 2):  # 2 warm-up frames
             stamp_ns = 1_700_000_000_000_000_000 + i * 100_000_000
-            header = _header(stamp_ns)
+            header = bench_scene.header(stamp_ns)
             pubs["camera_info"].publish(convert.camera_to_camera_info(camera, header))
             pubs["sparse_points"].publish(convert.structured_to_pointcloud2(cloud, header, is_dense=True))
             pubs["image"].publish(convert.array_to_image(rgb, "rgb8", header))
@@ -174,14 +162,6 @@ def _subscribe_outputs(topics: list[str], received: Any, stop: Any) -> None:
         rclpy.spin_once(node, timeout_sec=0.05)
     node.destroy_node()
     rclpy.try_shutdown()
-
-
-def _header(stamp_ns: int) -> Any:
-    from std_msgs.msg import Header
-
-    header = Header(frame_id="camera_optical_frame")
-    header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-    return header
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,9 @@ and subscribes to depth/image (raw bytes: the client's own receive costs no dese
    whatever the node can take. A node whose input handling costs little keeps its relaxed output rate; one
    whose callbacks compete with the network for the CPU slows down.
 Prints median / p90 output interval and latency (image publish -> depth arrival) of both phases, the ratio of
-the output rates, and the node's drop counters over the flood (from its /diagnostics).
+the output rates, the node's CPU time per output, and its drop counters over the flood (from its /diagnostics).
+With `--param cameras=[a,b,...]` (a node serving several cameras) every camera is flooded at once and reported on
+its own row (depth_ft_ros.tools.overload_client).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ import numpy as np
 import yaml
 
 from depth_ft_ros.core.errors import DepthFtError
+from depth_ft_ros.tools.overload_client import client_main
 
 NODE_NAME = "depth_ft_node"
-T0_NS = 1_700_000_000_000_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,172 +48,6 @@ def _percentiles_ms(values_s: list[float]) -> tuple[float, float]:
         return float("nan"), float("nan")
     arr = np.asarray(values_s) * 1e3
     return float(np.median(arr)), float(np.percentile(arr, 90))
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU time (user + system, all threads) a process has used so far, from /proc (Linux); NaN elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
-
-
-def _client(spec: dict[str, Any], results: Any) -> None:
-    """Child process: the camera, the LiDAR and the consumer of depth/image."""
-    try:
-        results.put(_client_run(spec))
-    except BaseException as exc:  # reported in the parent, which prints the node's log too
-        results.put({"error": f"{type(exc).__name__}: {exc}"})
-
-
-def _client_run(spec: dict[str, Any]) -> dict[str, Any]:
-    import threading
-
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-
-    from depth_ft_ros.ros import convert
-    from depth_ft_ros.ros.serialized import read_stamp_ns
-    from depth_ft_ros.tools.bench_node import _header, _scene
-
-    rgb, camera, points = _scene(spec["width"], spec["height"], max(spec["lidar_lines"], 1))
-    rclpy.init()
-    node = rclpy.create_node("overload_client")
-    qos = QoSProfile(depth=5)  # reliable, keep last 5: what camera drivers publish by default
-    image_pub = node.create_publisher(Image, "image", qos)
-    info_pub = node.create_publisher(CameraInfo, "camera_info", qos)
-    points_pub = node.create_publisher(PointCloud2, "sparse_points", qos) if spec["lidar_lines"] > 0 else None
-    image = convert.array_to_image(rgb, "rgb8", _header(T0_NS))
-    info = convert.camera_to_camera_info(camera, _header(T0_NS))
-    cloud = None
-    if points_pub is not None:
-        structured = np.zeros(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
-        for i, axis in enumerate("xyz"):
-            structured[axis] = points[:, i]
-        cloud = convert.structured_to_pointcloud2(structured, _header(T0_NS), is_dense=True)
-
-    lock = threading.Lock()
-    outputs: list[tuple[float, int]] = []  # (arrival monotonic s, stamp ns)
-    diagnostics: list[tuple[float, dict[str, str]]] = []
-
-    def on_depth(data: bytes) -> None:
-        arrival_s = time.monotonic()
-        with lock:
-            outputs.append((arrival_s, read_stamp_ns(data, "depth/image")))
-
-    def on_diagnostics(msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name.startswith(f"/{NODE_NAME}:"):
-                with lock:
-                    diagnostics.append((time.monotonic(), {kv.key: kv.value for kv in status.values}))
-
-    node.create_subscription(Image, "depth/image", on_depth, qos, raw=True)
-    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.02)
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
-    published: dict[int, float] = {}  # stamp ns -> publish monotonic s
-
-    def publish(index: int) -> int:
-        stamp_ns = T0_NS + index * 1_000_000  # distinct, increasing stamps
-        sec, nanosec = divmod(stamp_ns, 1_000_000_000)
-        for msg in (info, cloud, image):
-            if msg is not None:
-                msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
-        info_pub.publish(info)
-        if points_pub is not None:
-            points_pub.publish(cloud)
-        published[stamp_ns] = time.monotonic()
-        image_pub.publish(image)
-        return stamp_ns
-
-    def wait_output(stamp_ns: int, timeout_s: float) -> float | None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with lock:
-                hit = next((t for t, s in reversed(outputs) if s == stamp_ns), None)
-            if hit is not None:
-                return hit
-            time.sleep(0.001)
-        return None
-
-    try:
-        deadline = time.monotonic() + 120.0  # the node loads its model first
-        pubs = [p for p in (image_pub, info_pub, points_pub) if p is not None]
-        while time.monotonic() < deadline and not (all(p.get_subscription_count() > 0 for p in pubs)
-                                                   and node.count_publishers("depth/image") > 0):
-            time.sleep(0.05)
-        if not all(p.get_subscription_count() > 0 for p in pubs):
-            raise DepthFtError("the node did not subscribe to image, camera_info and sparse_points within 120 s "
-                               "(see its log)")
-        index = 0
-        arrived: float | None = None
-        while arrived is None and time.monotonic() < deadline + 60.0:  # the first output: the graph is up
-            arrived = wait_output(publish(index), 10.0)
-            index += 1
-        if arrived is None:
-            raise DepthFtError("no depth/image from the node within 180 s (see its log)")
-        relaxed: list[float] = []
-        cpu_relaxed_s = relaxed_start_s = 0.0
-        for i in range(spec["warmup"] + spec["frames"]):
-            if i == spec["warmup"]:
-                cpu_relaxed_s, relaxed_start_s = process_cpu_s(spec["node_pid"]), time.monotonic()
-            stamp_ns = publish(index)
-            index += 1
-            arrived = wait_output(stamp_ns, 30.0)
-            if arrived is None:
-                raise DepthFtError(f"no depth/image for relaxed frame {i} within 30 s (see the node's log)")
-            if i >= spec["warmup"]:
-                relaxed.append(arrived)
-        cpu_relaxed_s = process_cpu_s(spec["node_pid"]) - cpu_relaxed_s
-        relaxed_intervals = list(np.diff(relaxed))
-        relaxed_latency = [t - published[s] for t, s in outputs[-spec["frames"]:]]
-        period_s = float(np.median(relaxed_intervals)) / spec["factor"]
-        time.sleep(1.5 * spec["diagnostics_period"])
-        with lock:
-            before = diagnostics[-1][1] if diagnostics else {}
-            first_output = len(outputs)
-        cpu_flood_s = process_cpu_s(spec["node_pid"])
-        start_s = time.monotonic()
-        sent = 0
-        while time.monotonic() - start_s < spec["seconds"]:
-            publish(index)
-            index += 1
-            sent += 1
-            next_s = start_s + sent * period_s
-            time.sleep(max(0.0, next_s - time.monotonic()))
-        end_s = time.monotonic()
-        cpu_flood_s = process_cpu_s(spec["node_pid"]) - cpu_flood_s
-        time.sleep(max(2.0 * float(np.median(relaxed_intervals)), 0.5))  # the frame in hand finishes
-        time.sleep(1.5 * spec["diagnostics_period"])
-        with lock:
-            flood = [(t, s) for t, s in outputs[first_output:] if t <= end_s + 1e-3]
-            after = diagnostics[-1][1] if diagnostics else {}
-        flood_times = [t for t, _ in flood]
-        return {"relaxed_intervals_s": relaxed_intervals, "relaxed_latency_s": relaxed_latency,
-                "flood_intervals_s": list(np.diff(flood_times)),
-                "flood_latency_s": [t - published[s] for t, s in flood],
-                "flood_seconds": end_s - start_s, "flood_sent": sent, "flood_outputs": len(flood),
-                "input_period_s": period_s, "diagnostics_before": before, "diagnostics_after": after,
-                "node_cpu_relaxed_s": cpu_relaxed_s, "relaxed_seconds": relaxed[-1] - relaxed_start_s,
-                "node_cpu_flood_s": cpu_flood_s}
-    finally:
-        stop.set()
-        spinner.join(timeout=5.0)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
 
 
 def _isolate() -> int:
@@ -274,7 +110,8 @@ def run_overload(args: argparse.Namespace) -> int:
         params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
         log_path = Path(tmp) / "node.log"
         spec = {"width": args.width, "height": args.height, "lidar_lines": args.lidar_lines, "frames": args.frames,
-                "warmup": 3, "factor": args.overload, "seconds": args.overload_seconds,
+                "warmup": 3, "factor": args.overload, "seconds": args.overload_seconds, "node_name": NODE_NAME,
+                "cameras": [str(c) for c in params.get("cameras") or []],
                 "diagnostics_period": float(params.get("diagnostics_period", 1.0))}
         shown = {k: v for k, v in params.items() if k not in ("depth_model", "normals_model")}
         print(f"bench-node --overload {args.overload:g}: node and client in separate processes (ROS domain "
@@ -304,7 +141,7 @@ def run_overload(args: argparse.Namespace) -> int:
 def _run_client(spec: dict[str, Any], node: subprocess.Popen[bytes]) -> dict[str, Any]:
     mp = multiprocessing.get_context("spawn")
     results = mp.Queue()
-    client = mp.Process(target=_client, args=(spec, results), daemon=True)
+    client = mp.Process(target=client_main, args=(spec, results), daemon=True)
     client.start()
     timeout_s = 300.0 + spec["seconds"] + 60.0 * spec["frames"]
     deadline = time.monotonic() + timeout_s
@@ -324,32 +161,36 @@ def _run_client(spec: dict[str, Any], node: subprocess.Popen[bytes]) -> dict[str
 
 
 def _report(result: dict[str, Any], factor: float) -> None:
-    rows = [("relaxed", result["relaxed_intervals_s"], result["relaxed_latency_s"], len(result["relaxed_latency_s"]),
-             len(result["relaxed_latency_s"])),
-            (f"overload x{factor:g}", result["flood_intervals_s"], result["flood_latency_s"], result["flood_sent"],
-             result["flood_outputs"])]
-    print(f"{'phase':14}{'images in':>10}{'outputs':>9}{'interval p50':>14}{'p90':>9}{'rate':>10}"
+    print(f"{'camera':10}{'phase':14}{'images in':>10}{'outputs':>9}{'interval p50':>14}{'p90':>9}{'rate':>10}"
           f"{'latency p50':>13}{'p90':>9}")
-    rates = []
-    for name, intervals, latency, sent, received in rows:
-        i50, i90 = _percentiles_ms(intervals)
-        l50, l90 = _percentiles_ms(latency)
-        rates.append(1e3 / i50 if i50 == i50 else float("nan"))
-        print(f"{name:14}{sent:>10}{received:>9}{i50:>11.0f} ms{i90:>6.0f} ms{rates[-1]:>7.2f} Hz{l50:>10.0f} ms"
-              f"{l90:>6.0f} ms")
+    ratios = {}
+    for camera, r in result["cameras"].items():
+        rows = [("relaxed", r["relaxed_intervals_s"], r["relaxed_latency_s"], result["relaxed_frames"],
+                 len(r["relaxed_latency_s"])),
+                (f"overload x{factor:g}", r["flood_intervals_s"], r["flood_latency_s"], result["flood_sent"],
+                 r["flood_outputs"])]
+        rates = []
+        for name, intervals, latency, sent, received in rows:
+            i50, i90 = _percentiles_ms(intervals)
+            l50, l90 = _percentiles_ms(latency)
+            rates.append(1e3 / i50 if i50 == i50 else float("nan"))
+            print(f"{camera or '-':10}{name:14}{sent:>10}{received:>9}{i50:>11.0f} ms{i90:>6.0f} ms"
+                  f"{rates[-1]:>7.2f} Hz{l50:>10.0f} ms{l90:>6.0f} ms")
+        ratios[camera or "-"] = rates[1] / rates[0]
     print(f"input period during the flood: {result['input_period_s'] * 1e3:.0f} ms over "
-          f"{result['flood_seconds']:.1f} s; output rate overloaded / relaxed: {rates[1] / rates[0]:.2f}")
-    relaxed_frames = max(len(result["relaxed_latency_s"]), 1)
-    relaxed_cpu_ms = result["node_cpu_relaxed_s"] * 1e3 / relaxed_frames
-    flood_cpu_ms = result["node_cpu_flood_s"] * 1e3 / max(result["flood_outputs"], 1)
-    print(f"node CPU time (all its threads): relaxed {relaxed_cpu_ms:.0f} ms per output "
-          f"({result['node_cpu_relaxed_s'] / max(result['relaxed_seconds'], 1e-9):.2f} cores busy); flood "
-          f"{flood_cpu_ms:.0f} ms per output ({result['node_cpu_flood_s'] / result['flood_seconds']:.2f} cores busy)")
-    drops = _drops(result["diagnostics_before"], result["diagnostics_after"])
-    if result["diagnostics_after"]:
-        print("node counters over the flood (/diagnostics): " + ", ".join(f"{k} {v}" for k, v in drops.items()))
-        before, after = result["diagnostics_before"], result["diagnostics_after"]
-        print("node's own median image-arrival-to-publish latency (its /diagnostics, last frames): relaxed "
-              f"{before.get('latency_ms.p50', '?')} ms, after the flood {after.get('latency_ms.p50', '?')} ms")
-    else:
+          f"{result['flood_seconds']:.1f} s; output rate overloaded / relaxed: "
+          + ", ".join(f"{v:.2f}" if len(ratios) == 1 else f"{k} {v:.2f}" for k, v in ratios.items()))
+    outputs = sum(r["flood_outputs"] for r in result["cameras"].values())
+    relaxed_outputs = max(result["relaxed_frames"] * len(result["cameras"]), 1)
+    print(f"node CPU time (all its threads): relaxed {result['node_cpu_relaxed_s'] * 1e3 / relaxed_outputs:.0f} ms "
+          f"per output ({result['node_cpu_relaxed_s'] / max(result['relaxed_seconds'], 1e-9):.2f} cores busy); flood "
+          f"{result['node_cpu_flood_s'] * 1e3 / max(outputs, 1):.0f} ms per output "
+          f"({result['node_cpu_flood_s'] / result['flood_seconds']:.2f} cores busy)")
+    if not result["diagnostics_after"]:
         print("node counters: no /diagnostics received")
+    for name, after in result["diagnostics_after"].items():
+        before = result["diagnostics_before"].get(name, {})
+        drops = _drops(before, after)
+        print(f"{name} over the flood: " + ", ".join(f"{k} {v}" for k, v in drops.items()) + "; median "
+              f"image-arrival-to-publish latency (its last frames) relaxed {before.get('latency_ms.p50', '?')} ms, "
+              f"after the flood {after.get('latency_ms.p50', '?')} ms")
