@@ -1,20 +1,20 @@
 """The CPU thread budget of the network (parameter cpu_threads).
 
-torch uses one intra-op thread per core by default. On a small CPU that leaves no core for the rest of the
-node while a forward runs: the middleware's receive threads, the executor storing input messages, and
-publishing. Under an input flood they then compete with the forward, and every output comes late
-(BENCHMARKS.md, "Input flood"). So `auto` keeps one core free on machines with fewer than
-AUTO_ALL_CORES_FROM cores, and uses all of them on larger ones, where one core of many is the ROS side's
-share anyway. A CUDA forward needs one CPU thread to launch its kernels; the CPU work around it (resizing,
-alignment) is numpy/OpenCV, not torch.
+torch uses one intra-op thread per core by default, which leaves no core free for the rest of the node while a
+forward runs on the CPU: the middleware's receive threads, the executor storing input messages, publishing. It
+was measured whether that makes input floods expensive (BENCHMARKS.md, "Input flood"; 2-core machine, inputs
+at 4x the processing rate): it does not here. With 2 threads the output rate under the flood stayed 0.92-1.09
+of the relaxed rate, as with 1 thread (0.95-1.06), and 2 threads gave the higher rate in both phases (~2.3-2.9 vs
+~1.9-2.4 outputs/s); the flood's own cost was not measurable in the node's CPU time. So `auto` uses every core
+the process may run on (its affinity mask: taskset, a container's cpuset) for a CPU forward; a smaller value is
+for leaving cores to other processes of the robot.
+A CUDA forward needs one CPU thread to launch its kernels; the CPU work around it is numpy/OpenCV, not torch.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-
-AUTO_ALL_CORES_FROM = 8  # cores; below this, auto leaves one for the ROS side
 
 
 def available_cpus() -> int:
@@ -25,15 +25,13 @@ def available_cpus() -> int:
 
 
 def torch_thread_count(setting: int, device_type: str, cpus: int) -> int:
-    """The intra-op thread count for the network: `setting` when > 0, else (auto) one for a CUDA device, all
-    cores from AUTO_ALL_CORES_FROM up, one core fewer below that (and at least one)."""
+    """The intra-op thread count for the network: `setting` when > 0, else (auto) every available core for a
+    CPU forward and one for a CUDA device."""
     if setting < 0:
         raise ValueError(f"cpu_threads must be >= 0 (0 = auto), got {setting}")
     if setting > 0:
         return setting
-    if device_type != "cpu":
-        return 1
-    return cpus if cpus >= AUTO_ALL_CORES_FROM else max(1, cpus - 1)
+    return max(1, cpus) if device_type == "cpu" else 1
 
 
 @dataclass(frozen=True)
