@@ -63,6 +63,7 @@ class AdaptiveSubscription:
         self._reliable_depth = reliable_depth
         self._on_incompatible = on_incompatible
         self._subscription: Any = None
+        self._resolved_topic = topic
         self.profile: QoSProfile | None = None
         self.refresh()
 
@@ -94,11 +95,12 @@ class AdaptiveSubscription:
         callback = self._on_raw if self.raw else self._callback
         self._subscription = self._node.create_subscription(self._msg_type, self._topic, callback,
                                                             self.profile, event_callbacks=events, raw=self.raw)
+        self._resolved_topic = str(self._subscription.topic_name)  # once, not per raw message
         return True
 
     def _on_raw(self, data: bytes) -> None:
         """Store-only: wrap the bytes (no parsing here; the stamp is read when first asked for)."""
-        self._callback(SerializedMessage(data, self._msg_type, self.topic_name, time.monotonic()))
+        self._callback(SerializedMessage(data, self._msg_type, self._resolved_topic, time.monotonic()))
 
     def _incompatible(self, event: Any) -> None:
         assert self.profile is not None
