@@ -26,6 +26,7 @@ def test_defaults_need_a_model() -> None:
         ("device", "tpu", "device='tpu': allowed values are auto, cuda, cpu"),
         ("dtype", "int8", "dtype='int8': allowed values are auto, fp16, bf16, fp32"),
         ("cloud_stride", 0, r"cloud_stride=0: allowed range is \[1, 64\]"),
+        ("cpu_threads", -1, r"cpu_threads=-1: allowed range is \[0, 1024\]"),
         ("min_depth", -1.0, r"min_depth=-1.0: allowed range"),
         ("hold_seconds", float("nan"), "hold_seconds=nan: must be finite"),
         ("processing_resolution", 500, "processing_resolution=500: must be 0 or a multiple of 8"),

@@ -68,6 +68,10 @@ class NodeConfig:
                          reconfigure_only=True)
     dtype: str = _param("auto", "Network precision (auto: fp16 on CUDA, fp32 on CPU)",
                         choices=("auto", "fp16", "bf16", "fp32"), reconfigure_only=True)
+    cpu_threads: int = _param(0, "CPU threads of the network (torch intra-op threads); 0 = auto: every available "
+                              "core for a CPU forward, 1 with a CUDA device; set fewer to leave cores to other "
+                              "processes",
+                              min_value=0, max_value=1024, reconfigure_only=True)
     processing_resolution: int = _param(768, "Longest side the network sees, px (0 = native; multiple of 8)",
                                         min_value=0, max_value=4096, reconfigure_only=True)
     onnx_providers: str = _param("auto", "ONNX exports only: execution providers, auto (TensorRT -> CUDA -> CPU by "

@@ -43,11 +43,17 @@ class Models:
         self.normals = normals
         self.shared_encoder = depth is not None and normals is not None and depth.vae_key == normals.vae_key
         self._parameter_bytes: int | None = None
+        self.threads = ""  # the CPU thread budget the models were loaded with (Models.load)
 
     @classmethod
     def load(cls, config: NodeConfig) -> Models:
+        """The checkpoints of depth_model / normals_model, after setting the network's CPU thread budget
+        (cpu_threads, core/threads.py: before the models load, while torch still allows it)."""
+        from depth_ft_ros.core.families.runtime import resolve_device
         from depth_ft_ros.core.predictor import DepthFtPredictor
+        from depth_ft_ros.core.threads import apply_torch_threads
 
+        budget = apply_torch_threads(config.cpu_threads, resolve_device(config.device).type)
         loaded: dict[str, DepthFtPredictor] = {}
         try:
             for name, task in (("depth_model", "depth"), ("normals_model", "normals")):
@@ -69,7 +75,9 @@ class Models:
             for predictor in loaded.values():  # free the GPU memory of what did load
                 predictor.close()
             raise
-        return cls(loaded.get("depth"), loaded.get("normals"))
+        models = cls(loaded.get("depth"), loaded.get("normals"))
+        models.threads = budget.describe()
+        return models
 
     def close(self) -> None:
         for predictor in (self.depth, self.normals):
@@ -86,6 +94,7 @@ class Models:
             "dtype": str(models[0].dtype).replace("torch.", ""),
             "shared_encoder": str(self.shared_encoder).lower(),
             "parameters_mib": f"{self.parameter_bytes() / 2**20:.1f}",
+            **({"cpu_threads": self.threads} if self.threads else {}),
         }
 
     def parameter_bytes(self) -> int:

@@ -12,6 +12,7 @@ batches the prepared frames of several cameras), then `finish` (alignment ... pu
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,9 @@ from depth_ft_ros.ros.frame_inputs import FrameInputs, stamp_to_ns
 from depth_ft_ros.ros.input_qos import InputSubscriptions
 from depth_ft_ros.ros.publishers import FramePublishers
 from depth_ft_ros.ros.reporting import Reporter
+from depth_ft_ros.ros.serialized import SerializedMessage
 
-ImageItem = tuple[Any, float]  # (Image or CompressedImage, arrival monotonic s)
+ImageItem = tuple[Any, float]  # (SerializedMessage of an Image or CompressedImage, arrival monotonic s)
 
 
 @dataclass
@@ -92,14 +94,21 @@ class CameraStream:
 
     def prepare(self, cfg: NodeConfig, item: ImageItem, now_ns: int) -> PreparedFrame | None:
         """The frame for the networks, or None when it goes no further (dropped or bad input: counted)."""
-        msg, arrival_s = item
+        serialized, arrival_s = item
         if self.pubs is None or not self.pubs.anyone_listening():
             self.stats.drop("no_subscribers")
             return None
+        msg = None
         try:
+            self.stage = "image"
+            msg = serialized.message() if isinstance(serialized, SerializedMessage) else serialized
             return self._prepare(cfg, msg, arrival_s, now_ns)
         except Exception as exc:
-            self._failed(exc, msg)
+            stamp_ns = None
+            if msg is None and isinstance(serialized, SerializedMessage):
+                with contextlib.suppress(InputError):
+                    stamp_ns = serialized.stamp_ns
+            self._failed(exc, msg, stamp_ns)
             return None
 
     def finish(self, cfg: NodeConfig, prepared: PreparedFrame, predicted: Predicted, work_start_s: float) -> bool:

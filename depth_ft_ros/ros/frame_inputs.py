@@ -25,12 +25,25 @@ from depth_ft_ros.ros import convert
 from depth_ft_ros.ros.camera_info import CameraInfoCache
 from depth_ft_ros.ros.extrinsics import Extrinsics
 from depth_ft_ros.ros.reporting import Reporter
+from depth_ft_ros.ros.serialized import SerializedMessage
 
 PairedCamera = tuple[str, PinholeCamera | InputError]  # (camera_info frame_id, camera or why it was refused)
 
 
 def stamp_to_ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def store_sparse(buffer: StampBuffer[Any], msg: Any, reports: list[Reporter]) -> None:
+    """Store a sparse message by its stamp (read from the bytes of a SerializedMessage); one whose stamp cannot
+    be read is bad input for every camera that would pair with it."""
+    try:
+        stamp_ns = msg.stamp_ns if isinstance(msg, SerializedMessage) else stamp_to_ns(msg.header.stamp)
+    except InputError as exc:
+        for report in reports:
+            report.bad_input("bad_sparse_message", f"sparse message refused: {exc}")
+        return
+    buffer.add(stamp_ns, msg)
 
 
 class FrameInputs:
@@ -61,7 +74,8 @@ class FrameInputs:
         self._infos.add(stamp_to_ns(msg.header.stamp), (msg.header.frame_id, camera))
 
     def on_sparse(self, msg: Any) -> None:
-        self._sparse.add(stamp_to_ns(msg.header.stamp), msg)
+        """A sparse message, deserialized or (raw subscription) a SerializedMessage, stored by its stamp."""
+        store_sparse(self._sparse, msg, [self._report])
 
     # -- worker thread --------------------------------------------------------------------------------------
 
@@ -103,6 +117,8 @@ class FrameInputs:
                                    f"({cfg.sync_tolerance:g} s) of the image stamp: frame has no metric points")
             return waited_s
         try:
+            if isinstance(msg, SerializedMessage):  # deserialized once, for every camera that pairs with it
+                msg = msg.message()
             if cfg.sparse_input == "depth":
                 frame.sparse_depth_m = convert.depth_image_to_metres(msg)
                 return waited_s

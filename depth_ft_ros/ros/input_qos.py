@@ -5,15 +5,22 @@ and some cameras publish SensorDataQoS. A BEST_EFFORT subscription receives from
 loses most large images (README, "QoS"). So `auto` subscribes RELIABLE while every publisher on the topic is
 reliable (or none is there yet) and BEST_EFFORT as soon as one is not; `refresh()` re-checks the graph and
 re-subscribes when that changes. Incompatible-QoS events are reported with the topic and both profiles.
+
+raw=True subscribes to the serialized bytes (rclpy's create_subscription(..., raw=True), the same keyword on
+Humble and Jazzy): the callback gets a SerializedMessage (bytes, arrival time, stamp read from the bytes,
+deserialized on demand), so an input flood costs the executor a store per message, not a deserialization.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+from depth_ft_ros.ros.serialized import SerializedMessage
 
 try:  # Iron and later
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -21,6 +28,8 @@ except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef,unused-ignore]
 
 QOS_SETTINGS = ("auto", "reliable", "best_effort")
+# (message type, topic, callback, QoS setting, reliable queue depth) or the same with raw (bool) last
+InputSpec = tuple[Any, ...]
 
 
 def choose_reliability(setting: str, offered: list[ReliabilityPolicy]) -> ReliabilityPolicy:
@@ -40,18 +49,21 @@ class AdaptiveSubscription:
     """One input subscription; its reliability follows `setting` and the publishers on the topic.
 
     reliable_depth: the queue when reliable (1 for images: only the newest matters, and a slow node must not
-    hold older frames); best effort uses the sensor-data profile (keep last 5)."""
+    hold older frames); best effort uses the sensor-data profile (keep last 5).
+    raw: subscribe to the serialized bytes; `callback` then receives a SerializedMessage."""
 
     def __init__(self, node: Node, msg_type: Any, topic: str, callback: Callable[[Any], None], setting: str,
-                 reliable_depth: int, on_incompatible: Callable[[str, str], None]) -> None:
+                 reliable_depth: int, on_incompatible: Callable[[str, str], None], raw: bool = False) -> None:
         self._node = node
         self._msg_type = msg_type
         self._topic = topic
         self._callback = callback
+        self.raw = raw
         self.setting = setting
         self._reliable_depth = reliable_depth
         self._on_incompatible = on_incompatible
         self._subscription: Any = None
+        self._resolved_topic = topic
         self.profile: QoSProfile | None = None
         self.refresh()
 
@@ -80,9 +92,15 @@ class AdaptiveSubscription:
         self.destroy()
         self.profile = self._profile(reliability)
         events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible)
-        self._subscription = self._node.create_subscription(self._msg_type, self._topic, self._callback,
-                                                            self.profile, event_callbacks=events)
+        callback = self._on_raw if self.raw else self._callback
+        self._subscription = self._node.create_subscription(self._msg_type, self._topic, callback,
+                                                            self.profile, event_callbacks=events, raw=self.raw)
+        self._resolved_topic = str(self._subscription.topic_name)  # once, not per raw message
         return True
+
+    def _on_raw(self, data: bytes) -> None:
+        """Store-only: wrap the bytes (no parsing here; the stamp is read when first asked for)."""
+        self._callback(SerializedMessage(data, self._msg_type, self._resolved_topic, time.monotonic()))
 
     def _incompatible(self, event: Any) -> None:
         assert self.profile is not None
@@ -103,15 +121,20 @@ class InputSubscriptions:
     """The node's input subscriptions: re-checked against the publishers every recheck_s, and the topics whose
     QoS is incompatible now (until a re-subscription resolves it), for /diagnostics."""
 
-    def __init__(self, node: Node, inputs: Sequence[tuple[Any, str, Callable[[Any], None], str, int]],
-                 on_incompatible: Callable[[str, str], None], recheck_s: float = 1.0) -> None:
-        """inputs: (message type, topic, callback, QoS setting, reliable queue depth) each."""
+    def __init__(self, node: Node, inputs: Sequence[InputSpec], on_incompatible: Callable[[str, str], None],
+                 recheck_s: float = 1.0) -> None:
+        """inputs: (message type, topic, callback, QoS setting, reliable queue depth[, raw]) each; raw (default
+        False) subscribes to the serialized bytes (the callback gets a SerializedMessage)."""
         self._node = node
         self._on_incompatible = on_incompatible
         self.incompatible: dict[str, str] = {}  # resolved topic -> what is incompatible
-        self.subscriptions = [AdaptiveSubscription(node, msg_type, topic, callback, setting, depth, self._incompatible)
-                              for msg_type, topic, callback, setting, depth in inputs]
+        self.subscriptions = [self._subscribe(spec) for spec in inputs]
         self._timer = node.create_timer(recheck_s, self.refresh)
+
+    def _subscribe(self, spec: InputSpec) -> AdaptiveSubscription:
+        msg_type, topic, callback, setting, depth = spec[:5]
+        raw = bool(spec[5]) if len(spec) > 5 else False
+        return AdaptiveSubscription(self._node, msg_type, topic, callback, setting, depth, self._incompatible, raw=raw)
 
     def _incompatible(self, topic: str, message: str) -> None:
         self.incompatible[topic] = message

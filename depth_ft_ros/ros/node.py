@@ -39,7 +39,7 @@ from depth_ft_ros.ros import convert, names
 from depth_ft_ros.ros.camera_stream import CameraStream, ImageItem, PreparedFrame
 from depth_ft_ros.ros.diagnostics import build_status, diagnostic_array
 from depth_ft_ros.ros.extrinsics import Extrinsics
-from depth_ft_ros.ros.frame_inputs import stamp_to_ns
+from depth_ft_ros.ros.frame_inputs import store_sparse
 from depth_ft_ros.ros.input_qos import InputSubscriptions
 from depth_ft_ros.ros.middleware import describe_middleware, prefer_async_publication
 from depth_ft_ros.ros.params import (
@@ -54,6 +54,7 @@ from depth_ft_ros.ros.params import (
     split_camera_parameter,
 )
 from depth_ft_ros.ros.publishers import FramePublishers
+from depth_ft_ros.ros.serialized import SerializedMessage
 from depth_ft_ros.ros.worker import FrameWorker
 
 QOS_RECHECK_S = 1.0  # how often `auto` input QoS looks at the publishers again
@@ -153,25 +154,26 @@ class DepthFtNode(LifecycleNode):
             def on_image(msg: Any, index: int = index) -> None:
                 self._on_image(index, msg)
 
+            # Images and sparse messages arrive as bytes (raw): only the ones the worker takes are deserialized.
             inputs = [(CompressedImage if compressed else Image,
                        names.of_camera(camera, names.IMAGE_COMPRESSED if compressed else names.IMAGE),
-                       on_image, cfg.image_qos, 1),
+                       on_image, cfg.image_qos, 1, True),
                       (CameraInfo, names.of_camera(camera, names.CAMERA_INFO), stream.inputs.on_camera_info,
                        cfg.camera_info_qos, 10)]
             if sparse_type is not None and not shared_sparse:
                 inputs.append((sparse_type, names.of_camera(camera, sparse_topic), stream.inputs.on_sparse,
-                               cfg.sparse_qos, 10))
+                               cfg.sparse_qos, 10, True))
             stream.subs = InputSubscriptions(self, inputs, stream.on_incompatible_qos, QOS_RECHECK_S)
         if shared_sparse and sparse_buffer is not None:
             def on_sparse(msg: Any, buffer: StampBuffer[Any] = sparse_buffer) -> None:
-                buffer.add(stamp_to_ns(msg.header.stamp), msg)
+                store_sparse(buffer, msg, [stream.report for stream in self.streams])
 
             def on_incompatible(topic: str, message: str) -> None:  # every camera lacks its metric points
                 for stream in self.streams:
                     stream.on_incompatible_qos(topic, message)
 
-            self._sparse_subs = InputSubscriptions(self, [(sparse_type, sparse_topic, on_sparse, cfg.sparse_qos, 10)],
-                                                   on_incompatible, QOS_RECHECK_S)
+            sparse_input = (sparse_type, sparse_topic, on_sparse, cfg.sparse_qos, 10, True)
+            self._sparse_subs = InputSubscriptions(self, [sparse_input], on_incompatible, QOS_RECHECK_S)
         self.get_logger().info(f"models loaded: {self.models.describe()}"
                                + (f"; cameras: {', '.join(cfg.cameras)}" if cfg.cameras else ""))
         return super().on_configure(state)
@@ -238,9 +240,10 @@ class DepthFtNode(LifecycleNode):
 
     # -- callbacks: store and return -----------------------------------------------------------------------
 
-    def _on_image(self, index: int, msg: Image | CompressedImage) -> None:
+    def _on_image(self, index: int, msg: SerializedMessage) -> None:
+        """Store only: the bytes as they came (raw subscription), deserialized if the worker takes them."""
         stream = self.streams[index]
-        arrival_s = stream.last_image_s = time.monotonic()
+        arrival_s = stream.last_image_s = msg.arrival_s
         stream.stats.frame_in(arrival_s)
         worker = self._worker
         if worker is None or worker.stopping:  # configured but not active (lifecycle): counted, not processed

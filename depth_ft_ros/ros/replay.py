@@ -93,6 +93,9 @@ def parse_param_overrides(items: list[str]) -> dict[str, Any]:
         default = defaults[name]
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        elif param_spec(name).string_list:  # cameras=[front,left] or cameras=front,left
+            value = [str(v) for v in value] if isinstance(value, list) else \
+                [part.strip() for part in str(value or "").split(",") if part.strip()]
         elif isinstance(default, list) and isinstance(value, list):
             try:
                 value = [float(v) for v in value]

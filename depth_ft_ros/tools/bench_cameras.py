@@ -57,8 +57,8 @@ def run_mode(args: argparse.Namespace, n_cameras: int, mode: str, depth_model: s
     from depth_ft_ros.ros import convert
     from depth_ft_ros.ros.node import DepthFtNode
     from depth_ft_ros.ros.replay import parse_param_overrides
-    from depth_ft_ros.tools.bench_inputs import bench_header as _header
-    from depth_ft_ros.tools.bench_inputs import bench_scene as _scene
+    from depth_ft_ros.tools.bench_scene import header as _header
+    from depth_ft_ros.tools.bench_scene import scene as _scene
 
     rgb, camera, points = _scene(args.width, args.height, args.lidar_lines)
     cloud = np.zeros(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
@@ -69,7 +69,7 @@ def run_mode(args: argparse.Namespace, n_cameras: int, mode: str, depth_model: s
     context = Context()
     rclpy.init(context=context)
     params = {"depth_model": depth_model, "normals_model": normals_model, "device": "cpu", "cameras": cameras,
-              "processing_resolution": args.processing_resolution, "alignment": "global", "use_tf": False,
+              "processing_resolution": args.processing_resolution or 0, "alignment": "global", "use_tf": False,
               "alignment_fit": args.alignment_fit or ("scale_shift" if args.depth_model else "scale"),
               "min_depth": 0.1, "max_depth": 20.0, "sync_wait": 1.0, **MODES[mode],
               **parse_param_overrides(args.param)}

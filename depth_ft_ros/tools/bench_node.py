@@ -4,6 +4,7 @@ Runs the real depth_ft_node in-process over rclpy with every output subscribed (
 published), feeds it a 640x480 frame made from the Middlebury image with a simulated LiDAR, one frame at a time,
 and prints the median of each stage: image/camera_info conversion, point-cloud decoding and transform, alignment,
 cloud building, message building and publishing; then the network stages for comparison.
+With --overload FACTOR: the node's output rate under an input flood instead (depth_ft_ros.tools.bench_overload).
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ import numpy as np
 from depth_ft_ros.core.errors import DepthFtError
 from depth_ft_ros.ros import names
 from depth_ft_ros.ros.middleware import NODE_PUBLICATION_MODE, PUBLICATION_MODE_VAR, PUBLICATION_MODES
-from depth_ft_ros.tools.bench_inputs import bench_header as _header
-from depth_ft_ros.tools.bench_inputs import bench_scene as _scene
+from depth_ft_ros.tools import bench_overload, bench_scene
 
 OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "confidence", "rectify", "cloud", "publish")
 
@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--alignment", nargs="+", default=["global", "local"], choices=["global", "local"])
     parser.add_argument("--lidar-lines", type=int, default=32)
-    parser.add_argument("--processing-resolution", type=int, default=0, help="0 = native (default here)")
+    parser.add_argument("--processing-resolution", type=int, default=None,
+                        help="0 = native (the default here; with --overload: the node's default)")
     parser.add_argument("--outputs", nargs="+", default=["all"],
                         help="output topics the (separate-process) subscriber takes, or `all`; e.g. depth/image "
                         "depth/camera_info points (outputs nobody takes are not computed)")
@@ -55,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alignment-fit", default=None, choices=["scale_shift", "scale"],
                         help="default: scale for the tiny random checkpoints (their output does not follow depth), "
                         "else scale_shift")
+    bench_overload.add_arguments(parser)
 
 
 def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals_model: str) -> list[dict[str, float]]:
@@ -69,7 +71,7 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
     from depth_ft_ros.ros.node import DepthFtNode
     from depth_ft_ros.ros.replay import parse_param_overrides
 
-    rgb, camera, points = _scene(args.width, args.height, args.lidar_lines)
+    rgb, camera, points = bench_scene.scene(args.width, args.height, args.lidar_lines)
     cloud = np.zeros(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
     for i, axis in enumerate("xyz"):
         cloud[axis] = points[:, i]
@@ -77,7 +79,7 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
     context = Context()
     rclpy.init(context=context)
     params = {"depth_model": depth_model, "normals_model": normals_model, "device": "cpu",
-              "processing_resolution": args.processing_resolution, "alignment": alignment, "use_tf": False,
+              "processing_resolution": args.processing_resolution or 0, "alignment": alignment, "use_tf": False,
               "alignment_fit": args.alignment_fit or ("scale_shift" if args.depth_model else "scale"),
               "min_depth": 0.1, "max_depth": 20.0, "sync_wait": 1.0, "cloud_normals": args.cloud_normals,
               "cloud_stride": args.cloud_stride, **parse_param_overrides(args.param)}
@@ -114,7 +116,7 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
             time.sleep(0.01)
         for i in range(args.frames + 2):  # 2 warm-up frames
             stamp_ns = 1_700_000_000_000_000_000 + i * 100_000_000
-            header = _header(stamp_ns)
+            header = bench_scene.header(stamp_ns)
             pubs["camera_info"].publish(convert.camera_to_camera_info(camera, header))
             pubs["sparse_points"].publish(convert.structured_to_pointcloud2(cloud, header, is_dense=True))
             pubs["image"].publish(convert.array_to_image(rgb, "rgb8", header))
@@ -166,6 +168,8 @@ def _subscribe_outputs(topics: list[str], received: Any, stop: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.overload:
+        return bench_overload.run_overload(args)
     import platform
 
     import torch

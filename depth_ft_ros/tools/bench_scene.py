@@ -1,4 +1,4 @@
-"""The inputs the node benchmarks publish: the Middlebury frame at a given size with a simulated LiDAR."""
+"""The frame the node benchmarks feed: the Middlebury image at a chosen size, its camera and a simulated LiDAR."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 
 
-def bench_scene(width: int, height: int, lines: int) -> tuple[np.ndarray, Any, np.ndarray]:
+def scene(width: int, height: int, lines: int) -> tuple[np.ndarray, Any, np.ndarray]:
+    """(rgb HxWx3 uint8, PinholeCamera, LiDAR points Nx3 in the camera frame, m) at width x height."""
     from depth_ft_ros.evaluation.lidar_sim import lidar_scan
     from depth_ft_ros.evaluation.middlebury import load_motorcycle
 
@@ -19,9 +20,10 @@ def bench_scene(width: int, height: int, lines: int) -> tuple[np.ndarray, Any, n
     return rgb, camera, lidar_scan(gt, camera, lines)
 
 
-def bench_header(stamp_ns: int) -> Any:
+def header(stamp_ns: int) -> Any:
+    """A std_msgs/Header in the camera's optical frame."""
     from std_msgs.msg import Header
 
-    header = Header(frame_id="camera_optical_frame")
-    header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-    return header
+    msg = Header(frame_id="camera_optical_frame")
+    msg.stamp.sec, msg.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    return msg
