@@ -48,8 +48,8 @@ def describe_profile(profile: QoSProfile) -> str:
 class AdaptiveSubscription:
     """One input subscription; its reliability follows `setting` and the publishers on the topic.
 
-    reliable_depth: the queue when reliable (1 for images: only the newest matters, and a slow node must not
-    hold older frames); best effort uses the sensor-data profile (keep last 5).
+    reliable_depth: the reader's queue when reliable (the node's store-only callbacks drain it at once); best
+    effort uses the sensor-data profile (keep last 5).
     raw: subscribe to the serialized bytes; `callback` then receives a SerializedMessage."""
 
     def __init__(self, node: Node, msg_type: Any, topic: str, callback: Callable[[Any], None], setting: str,

@@ -135,9 +135,10 @@ class DepthFtNode(LifecycleNode):
         self.streams = self._make_streams(cfg)
         self._tf = Extrinsics(self, cfg.use_tf, cfg.static_translation, cfg.static_rotation)
         bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
-        # Reliability per input from the publishers present (auto) or forced (README, "QoS"): reliable depth 1
-        # for images keeps only the newest when inference is slower; best effort lost most 1 MB images between
-        # processes, so it is used only where the publisher itself is best effort.
+        # Reliability per input from the publishers present (auto) or forced (README, "QoS"): best effort lost most
+        # 1 MB images between processes, so it is used only where the publisher itself is best effort. Images
+        # keep the last 5 in the reader: the callbacks only store bytes, so the queue drains at once, and an
+        # executor held up by the worker (several cameras) still sees, and counts, every frame that came.
         sparse_type, sparse_topic = {"points": (PointCloud2, names.SPARSE_POINTS),
                                      "depth": (Image, names.SPARSE_DEPTH)}.get(cfg.sparse_input, (None, ""))
         shared_sparse = bool(cfg.cameras) and not cfg.sparse_per_camera and sparse_type is not None
@@ -157,7 +158,7 @@ class DepthFtNode(LifecycleNode):
             # Images and sparse messages arrive as bytes (raw): only the ones the worker takes are deserialized.
             inputs = [(CompressedImage if compressed else Image,
                        names.of_camera(camera, names.IMAGE_COMPRESSED if compressed else names.IMAGE),
-                       on_image, cfg.image_qos, 1, True),
+                       on_image, cfg.image_qos, 5, True),
                       (CameraInfo, names.of_camera(camera, names.CAMERA_INFO), stream.inputs.on_camera_info,
                        cfg.camera_info_qos, 10)]
             if sparse_type is not None and not shared_sparse:
