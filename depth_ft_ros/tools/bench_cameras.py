@@ -140,6 +140,35 @@ def run_mode(args: argparse.Namespace, n_cameras: int, mode: str, depth_model: s
         context.try_shutdown()
 
 
+def forward_table(args: argparse.Namespace, depth_model: str, normals_model: str, reps: int = 5) -> None:
+    """The networks alone (Models.predict, depth + normals): N frames as one batch vs one at a time, the two
+    interleaved in one run so that the machine's drift hits both alike."""
+    from depth_ft_ros.core.config import NodeConfig
+    from depth_ft_ros.core.models import Models
+    from depth_ft_ros.tools.bench_scene import scene
+
+    rgb, _, _ = scene(args.width, args.height, args.lidar_lines)
+    config = NodeConfig(depth_model=depth_model, normals_model=normals_model, device="cpu",
+                        processing_resolution=args.processing_resolution or 0).validate()
+    models = Models.load(config)
+    try:
+        print(f"forward only (depth + normals, shared encoder {models.shared_encoder}), median of {reps}:")
+        print(f"{'frames':>8}{'batched':>12}{'one at a time':>16}{'batched / one at a time':>26}")
+        for n in range(1, args.cameras + 1):
+            frames = [rgb.copy() for _ in range(n)]
+            times: dict[int, list[float]] = {0: [], 1: []}
+            models.predict(frames, [True] * n)  # warm-up
+            for _ in range(reps):
+                for max_batch in (0, 1):
+                    start = time.perf_counter()
+                    models.predict(frames, [True] * n, max_batch=max_batch)
+                    times[max_batch].append(time.perf_counter() - start)
+            batched, single = (float(np.median(times[k])) * 1e3 for k in (0, 1))
+            print(f"{n:>8}{batched:>9.0f} ms{single:>13.0f} ms{batched / single:>26.2f}")
+    finally:
+        models.close()
+
+
 def run(args: argparse.Namespace, depth_model: str, normals_model: str) -> int:
     import platform
 
@@ -161,4 +190,5 @@ def run(args: argparse.Namespace, depth_model: str, normals_model: str) -> int:
                   f"{r['outside_ms']:>12.1f} ms")
     print("median per step / frame; network = depth + normals predictor totals, a batch's split evenly between its "
           "frames; tiny random checkpoints unless given")
+    forward_table(args, depth_model, normals_model)
     return 0
