@@ -72,9 +72,10 @@ def robot() -> tuple[dict[str, CameraScene], np.ndarray]:
 
 def cameras_params(**overrides: Any) -> dict[str, Any]:
     scenes, _ = robot()
-    params = node_params(cameras=list(CAMERAS), **overrides)
+    params = node_params(cameras=list(CAMERAS))
     for s in scenes.values():
         params.update(s.params())
+    params.update(overrides)
     return params
 
 
@@ -95,8 +96,8 @@ def start(ros_graph: Any, name: str, **overrides: Any) -> Any:
 class RobotProbe:
     """Publishes every camera's image and camera_info and the shared LiDAR sweep; collects each camera's outputs."""
 
-    def __init__(self, ros_graph: Any, outputs: tuple[str, ...] = ("depth/image", "depth/camera_info", "points")
-                 ) -> None:
+    def __init__(self, ros_graph: Any, outputs: tuple[str, ...] = ("depth/image", "depth/camera_info", "points"),
+                 shared_lidar: bool = True) -> None:
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
         self.graph = ros_graph
@@ -107,7 +108,7 @@ class RobotProbe:
         types = {"depth/image": Image, "depth/camera_info": CameraInfo, "points": PointCloud2,
                  "normals/image": Image}
         self.out = {(c, t): ros_graph.collect(node, types[t], f"{c}/{t}") for c in CAMERAS for t in outputs}
-        publishers = [*self.images.values(), *self.infos.values(), self.lidar]
+        publishers = [*self.images.values(), *self.infos.values(), *([self.lidar] if shared_lidar else [])]
         assert ros_graph.wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers), 10.0)
         assert ros_graph.wait_for(lambda: all(node.count_publishers(f"{c}/{outputs[0]}") > 0 for c in CAMERAS), 10.0)
 
@@ -365,3 +366,40 @@ def test_overload_on_every_camera_keeps_latency_bounded_and_counts_drops_per_cam
             nominal_over += latency_ms > frame_work_ms + interval_s * 1e3 + window_ms + 10.0
         assert nominal_over <= 0.1 * len(frames), f"{c}: {nominal_over} of {len(frames)} over the nominal bound"
     assert rss_mb() - rss_before < 100.0
+
+
+def test_per_camera_sparse_topics_and_static_extrinsics_set_at_run_time(ros_graph: Any) -> None:
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import PointCloud2
+
+    # sparse_per_camera: each camera its own C/sparse_points; right's extrinsics start wrong and are set at run time.
+    scenes, sweep = robot()
+    node = start(ros_graph, "cameras_own_lidar", sparse_per_camera=True, **{
+        "right.static_rotation": [0.0, 0.0, 0.0, 1.0]})
+    probe = RobotProbe(ros_graph, outputs=("depth/image",), shared_lidar=False)
+    lidars = {c: ros_graph.node("robot_probe").create_publisher(PointCloud2, f"{c}/sparse_points", 10)
+              for c in CAMERAS}
+    assert ros_graph.wait_for(lambda: all(p.get_subscription_count() > 0 for p in lidars.values()), 10.0)
+    assert probe.lidar.get_subscription_count() == 0  # no shared topic in this mode
+
+    def step(i: int, with_depth: tuple[str, ...] = tuple(CAMERAS)) -> dict[str, int]:
+        stamps = frame_stamps(i)
+        for c, stamp_ns in stamps.items():
+            lidars[c].publish(cloud_msg(sweep, stamp_ns))
+        probe.send(stamps)
+        assert ros_graph.wait_for(lambda: all(stamps[c] in probe.received(c, "depth/image") for c in with_depth)
+                                  and all(node.stream(c).stats.frames_out == i + 1 for c in CAMERAS), 30.0)
+        return stamps
+
+    step(0, with_depth=("front", "left"))
+    assert node.stream("front").last_alignment["alignment.state"] == "fitted"
+    assert node.stream("right").last_alignment["alignment.state"] == "relative-only"  # no point in its view
+    result = node.set_parameters([Parameter("right.static_rotation", value=[0.0, 0.0, 0.0, 0.0])])[0]
+    assert not result.successful and "right.static_rotation=[0.0, 0.0, 0.0, 0.0]: not a quaternion" in result.reason
+    right = scenes["right"].params()
+    assert all(r.successful for r in node.set_parameters([Parameter(k, value=v) for k, v in right.items()]))
+    stamps = step(1)
+    assert node.stream("right").last_alignment["alignment.state"] == "fitted"
+    depth_msg = next(m for m in probe.out[("right", "depth/image")] if stamp_ns_of(m) == stamps["right"])
+    n_inside, median_err = lidar_pixels_error(scenes["right"], sweep, image_to_numpy(depth_msg, "f4", 1))
+    assert n_inside > 300 and median_err < 0.10
