@@ -161,14 +161,16 @@ def node_params(**overrides: Any) -> dict[str, Any]:
     return params
 
 
-def start_node(ros_graph: Any, node_name: str = "depth_ft_node", namespace: str = "", **overrides: Any) -> Any:
-    """A configured, active DepthFtNode. Tests that read its /rosout give it a name of their own: rcl keeps one
-    /rosout publisher per logger name, and a node destroyed earlier under the same name can leave it silent."""
+def start_node(ros_graph: Any, node_name: str = "depth_ft_node", namespace: str = "",
+               params: dict[str, Any] | None = None, **overrides: Any) -> Any:
+    """A configured, active DepthFtNode with node_params(**overrides), or `params` as given. Tests that read its
+    /rosout give it a name of their own: rcl keeps one /rosout publisher per logger name, and a node destroyed
+    earlier under the same name can leave it silent."""
     from rclpy.parameter import Parameter
 
     from depth_ft_ros.ros.node import DepthFtNode
 
-    params = node_params(**overrides)
+    params = node_params(**overrides) if params is None else params
     node = DepthFtNode(node_name, context=ros_graph.context, namespace=namespace,
                        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     ros_graph.add_node(node)

@@ -26,6 +26,7 @@ from node_fixtures import (
     image_to_numpy,
     node_params,
     stamp_ns_of,
+    start_node,
 )
 from scipy.spatial.transform import Rotation
 
@@ -80,17 +81,7 @@ def cameras_params(**overrides: Any) -> dict[str, Any]:
 
 
 def start(ros_graph: Any, name: str, **overrides: Any) -> Any:
-    from rclpy.parameter import Parameter
-
-    from depth_ft_ros.ros.node import DepthFtNode
-
-    node = DepthFtNode(name, context=ros_graph.context, parameter_overrides=[
-        Parameter(k, value=v) for k, v in cameras_params(**overrides).items()])
-    ros_graph.add_node(node)
-    node.trigger_configure()
-    assert node.models is not None
-    node.trigger_activate()
-    return node
+    return start_node(ros_graph, name, params=cameras_params(**overrides))
 
 
 class RobotProbe:

@@ -57,7 +57,8 @@ def apply_torch_threads(setting: int, device_type: str, cpus: int | None = None)
 
     cpus = available_cpus() if cpus is None else cpus
     threads = torch_thread_count(setting, device_type, cpus)
-    torch.set_num_threads(threads)
+    if torch.get_num_threads() != threads:  # a reconfigure with the same budget leaves torch's pools alone
+        torch.set_num_threads(threads)
     interop_set = True
     try:
         if torch.get_num_interop_threads() != threads:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import threading
 import time
 from typing import Any
 
@@ -47,16 +46,11 @@ def _count_outputs(topics: list[str], received: Any, stop: Any) -> None:
 
 def run_mode(args: argparse.Namespace, n_cameras: int, mode: str, depth_model: str,
              normals_model: str) -> dict[str, float]:
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from depth_ft_ros.ros import convert
-    from depth_ft_ros.ros.node import DepthFtNode
     from depth_ft_ros.ros.replay import parse_param_overrides
+    from depth_ft_ros.tools.bench_harness import running_node
     from depth_ft_ros.tools.bench_scene import header as _header
     from depth_ft_ros.tools.bench_scene import scene as _scene
 
@@ -66,31 +60,12 @@ def run_mode(args: argparse.Namespace, n_cameras: int, mode: str, depth_model: s
         cloud[axis] = points[:, i]
     cameras = [f"cam{i}" for i in range(n_cameras)]
     os.environ[PUBLICATION_MODE_VAR] = args.publication_mode
-    context = Context()
-    rclpy.init(context=context)
     params = {"depth_model": depth_model, "normals_model": normals_model, "device": "cpu", "cameras": cameras,
               "processing_resolution": args.processing_resolution or 0, "alignment": "global", "use_tf": False,
               "alignment_fit": args.alignment_fit or ("scale_shift" if args.depth_model else "scale"),
               "min_depth": 0.1, "max_depth": 20.0, "sync_wait": 1.0, **MODES[mode],
               **parse_param_overrides(args.param)}
-    node = DepthFtNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-    probe = Node("bench_cameras_probe", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    executor.add_node(probe)
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
-    try:
-        node.trigger_configure()
-        if node.models is None:
-            raise DepthFtError("the node failed to configure (see its error above)")
-        node.trigger_activate()
+    with running_node(params, "bench_cameras_probe") as (node, probe):
         images = [probe.create_publisher(Image, f"{c}/image", 10) for c in cameras]
         infos = [probe.create_publisher(CameraInfo, f"{c}/camera_info", 10) for c in cameras]
         lidar = probe.create_publisher(PointCloud2, "sparse_points", 10)
@@ -128,16 +103,6 @@ def run_mode(args: argparse.Namespace, n_cameras: int, mode: str, depth_model: s
                 "network_ms": float(np.median([sum(v for k, v in f.items() if k.endswith(".total"))
                                                for f in frames])),
                 "outside_ms": float(np.median([sum(f.get(s, 0.0) for s in OUTSIDE_NETWORK) for f in frames]))}
-    finally:
-        stop.set()
-        spinner.join(timeout=5.0)
-        if node.models is not None:
-            node.trigger_deactivate()
-            node.trigger_cleanup()
-        executor.shutdown()
-        node.destroy_node()
-        probe.destroy_node()
-        context.try_shutdown()
 
 
 def forward_table(args: argparse.Namespace, depth_model: str, normals_model: str, reps: int = 5) -> None:

@@ -14,7 +14,6 @@ import multiprocessing
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -60,47 +59,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals_model: str) -> list[dict[str, float]]:
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from depth_ft_ros.ros import convert
-    from depth_ft_ros.ros.node import DepthFtNode
     from depth_ft_ros.ros.replay import parse_param_overrides
+    from depth_ft_ros.tools.bench_harness import running_node
 
     rgb, camera, points = bench_scene.scene(args.width, args.height, args.lidar_lines)
     cloud = np.zeros(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
     for i, axis in enumerate("xyz"):
         cloud[axis] = points[:, i]
     os.environ[PUBLICATION_MODE_VAR] = args.publication_mode  # read when rclpy.init creates the participant
-    context = Context()
-    rclpy.init(context=context)
     params = {"depth_model": depth_model, "normals_model": normals_model, "device": "cpu",
               "processing_resolution": args.processing_resolution or 0, "alignment": alignment, "use_tf": False,
               "alignment_fit": args.alignment_fit or ("scale_shift" if args.depth_model else "scale"),
               "min_depth": 0.1, "max_depth": 20.0, "sync_wait": 1.0, "cloud_normals": args.cloud_normals,
               "cloud_stride": args.cloud_stride, **parse_param_overrides(args.param)}
-    node = DepthFtNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-    probe = Node("bench_probe", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    executor.add_node(probe)
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
-    try:
-        node.trigger_configure()
-        if node.pipeline is None:
-            raise DepthFtError("the node failed to configure (see its error above)")
-        node.trigger_activate()
+    with running_node(params, "bench_probe") as (node, probe):
         pubs = {"image": probe.create_publisher(Image, "image", 10),
                 "camera_info": probe.create_publisher(CameraInfo, "camera_info", 10),
                 "sparse_points": probe.create_publisher(PointCloud2, "sparse_points", 10)}
@@ -128,16 +103,6 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
         stop_sub.set()
         subscriber.join(timeout=10.0)
         return list(node.stats.recent_stages_ms)[2:]
-    finally:
-        stop.set()
-        spinner.join(timeout=5.0)
-        if node.pipeline is not None:
-            node.trigger_deactivate()  # stops the worker
-            node.trigger_cleanup()  # frees the models
-        executor.shutdown()
-        node.destroy_node()
-        probe.destroy_node()
-        context.try_shutdown()
 
 
 OUTPUT_TOPICS = {names.DEPTH_IMAGE: "Image", names.DEPTH_CAMERA_INFO: "CameraInfo", names.DEPTH_RELATIVE: "Image",
