@@ -13,7 +13,6 @@ import argparse
 import multiprocessing
 import os
 import time
-from typing import Any
 
 import numpy as np
 
@@ -24,33 +23,13 @@ MODES = {"batched": {"max_batch": 0, "batch_window": 50.0}, "sequential": {"max_
 OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "confidence", "rectify", "cloud", "publish")
 
 
-def _count_outputs(topics: list[str], received: Any, stop: Any) -> None:
-    """Child process: subscribe to every camera's depth/image (raw bytes) and count them."""
-    import rclpy
-    from sensor_msgs.msg import Image
-
-    rclpy.init()
-    node = rclpy.create_node("bench_cameras_subscriber")
-
-    def count(_: bytes) -> None:
-        with received.get_lock():
-            received.value += 1
-
-    for topic in topics:
-        node.create_subscription(Image, topic, count, 10, raw=True)
-    while not stop.is_set():
-        rclpy.spin_once(node, timeout_sec=0.05)
-    node.destroy_node()
-    rclpy.try_shutdown()
-
-
 def run_mode(args: argparse.Namespace, n_cameras: int, mode: str, depth_model: str,
              normals_model: str) -> dict[str, float]:
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from depth_ft_ros.ros import convert
     from depth_ft_ros.ros.replay import parse_param_overrides
-    from depth_ft_ros.tools.bench_harness import running_node
+    from depth_ft_ros.tools.bench_harness import running_node, subscribe_outputs
     from depth_ft_ros.tools.bench_scene import header as _header
     from depth_ft_ros.tools.bench_scene import scene as _scene
 
@@ -71,8 +50,9 @@ def run_mode(args: argparse.Namespace, n_cameras: int, mode: str, depth_model: s
         lidar = probe.create_publisher(PointCloud2, "sparse_points", 10)
         mp = multiprocessing.get_context("spawn")
         received, stop_sub = mp.Value("i", 0), mp.Event()
-        subscriber = mp.Process(target=_count_outputs, args=([f"{c}/depth/image" for c in cameras], received,
-                                                             stop_sub), daemon=True)
+        depth_topics = [f"{c}/depth/image" for c in cameras]
+        subscriber = mp.Process(target=subscribe_outputs, args=([(t, "Image") for t in depth_topics], depth_topics,
+                                                                received, stop_sub), daemon=True)
         subscriber.start()
         deadline = time.monotonic() + 30.0
         while time.monotonic() < deadline and not (

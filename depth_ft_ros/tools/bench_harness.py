@@ -1,5 +1,6 @@
 """The node benchmarks' harness: the real depth_ft_node in-process over rclpy, configured and active, with a probe
-node beside it in the same context, an executor spinning both, and everything torn down afterwards."""
+node beside it in the same context, an executor spinning both, and everything torn down afterwards; and the
+subscribers of its outputs in another process."""
 
 from __future__ import annotations
 
@@ -54,3 +55,25 @@ def running_node(params: dict[str, Any], probe_name: str) -> Iterator[tuple[Any,
         node.destroy_node()
         probe.destroy_node()
         context.try_shutdown()
+
+
+def subscribe_outputs(topics: list[tuple[str, str]], counted: list[str], received: Any, stop: Any) -> None:
+    """Child process (the outputs' users, as RViz and planners on a robot): subscribe to each (topic,
+    sensor_msgs type name) as raw bytes (no deserialisation cost) and count the messages on `counted` topics."""
+    import rclpy
+    import sensor_msgs.msg
+
+    rclpy.init()
+    node = rclpy.create_node("bench_subscriber")
+
+    def count(_: bytes) -> None:
+        with received.get_lock():
+            received.value += 1
+
+    for topic, type_name in topics:
+        node.create_subscription(getattr(sensor_msgs.msg, type_name), topic,
+                                 count if topic in counted else (lambda _: None), 10, raw=True)
+    while not stop.is_set():
+        rclpy.spin_once(node, timeout_sec=0.05)
+    node.destroy_node()
+    rclpy.try_shutdown()

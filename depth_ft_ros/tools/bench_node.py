@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -63,7 +62,7 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
 
     from depth_ft_ros.ros import convert
     from depth_ft_ros.ros.replay import parse_param_overrides
-    from depth_ft_ros.tools.bench_harness import running_node
+    from depth_ft_ros.tools.bench_harness import running_node, subscribe_outputs
 
     rgb, camera, points = bench_scene.scene(args.width, args.height, args.lidar_lines)
     cloud = np.zeros(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
@@ -83,7 +82,8 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
         mp = multiprocessing.get_context("spawn")
         received, stop_sub = mp.Value("i", 0), mp.Event()
         topics = list(OUTPUT_TOPICS) if args.outputs == ["all"] else args.outputs
-        subscriber = mp.Process(target=_subscribe_outputs, args=(topics, received, stop_sub), daemon=True)
+        subscriber = mp.Process(target=subscribe_outputs, args=([(t, OUTPUT_TOPICS[t]) for t in topics], topics[-1:],
+                                                                 received, stop_sub), daemon=True)
         subscriber.start()
         deadline = time.monotonic() + 30.0
         while time.monotonic() < deadline and not (all(p.get_subscription_count() for p in pubs.values())
@@ -109,27 +109,6 @@ OUTPUT_TOPICS = {names.DEPTH_IMAGE: "Image", names.DEPTH_CAMERA_INFO: "CameraInf
                  names.DEPTH_COLORIZED: "Image", names.NORMALS_IMAGE: "Image",
                  names.NORMALS_CAMERA_INFO: "CameraInfo", names.NORMALS_COLORIZED: "Image",
                  names.POINTS: "PointCloud2"}
-
-
-def _subscribe_outputs(topics: list[str], received: Any, stop: Any) -> None:
-    """Child process: subscribe to `topics` (raw bytes: no deserialisation cost); count frames by the last."""
-    import rclpy
-    import sensor_msgs.msg
-
-    rclpy.init()
-    node = rclpy.create_node("bench_subscriber")
-
-    def count(_: bytes) -> None:
-        with received.get_lock():
-            received.value += 1
-
-    for topic in topics:
-        node.create_subscription(getattr(sensor_msgs.msg, OUTPUT_TOPICS[topic]), topic,
-                                 count if topic == topics[-1] else (lambda _: None), 10, raw=True)
-    while not stop.is_set():
-        rclpy.spin_once(node, timeout_sec=0.05)
-    node.destroy_node()
-    rclpy.try_shutdown()
 
 
 def run(args: argparse.Namespace) -> int:
