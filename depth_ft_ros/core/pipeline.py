@@ -179,11 +179,11 @@ class FramePipeline:
         cfg = self.config  # one snapshot per frame: parameters may change while it runs
         timings_ms: dict[str, float] = dict(predicted.timings_ms)
         relative, normals = predicted.relative, predicted.normals
-        t0 = t1 = time.perf_counter()
+        t0 = time.perf_counter()
 
         depth_m, report, sparse = self._metric_depth(cfg, frame, relative)
         t2 = time.perf_counter()
-        timings_ms["align"] = (t2 - t1) * 1e3
+        timings_ms["align"] = (t2 - t0) * 1e3
 
         # Confidence and the flying-pixel mask, in the geometry the sparse points were projected into.
         want_cloud = outputs.cloud and depth_m is not None
