@@ -156,8 +156,11 @@ def test_align_detailed_reports_the_method_used() -> None:
     res = align_detailed(pred, uv, z, method="local")  # enough for a global fit, too few for local
     assert res.method == "global" and res.note and res.fit.ok
     uv, z = _random_points(200, 15)
-    res = align_detailed(pred, uv, z, method="local")
-    assert res.method == "local" and res.local and res.local["n_points"] > 150
+    res = align_detailed(pred, uv, z, method="local")  # noise alone: nothing local to correct
+    assert res.method == "global" and res.note and "held-out" in res.note
+    distorted = make_relative(_frame().depth_m, "smooth", "depth", np.random.default_rng(13)).prediction
+    res = align_detailed(distorted, uv, z, method="local")
+    assert res.method == "local" and res.local and res.local["n_points"] > 150 and res.note is None
 
 
 def test_scale_only_fit_recovers_scale_and_rejects_outliers() -> None:

@@ -39,13 +39,41 @@ def test_local_reaches_a_quarter_of_global_error_on_smooth_distortion(pattern: s
     assert loc <= 0.25 * glob
 
 
-def test_without_distortion_local_does_not_hurt_much() -> None:
+@pytest.mark.parametrize("pattern", ["random500", "lidar16"])
+def test_without_distortion_local_leaves_the_global_map(pattern: str) -> None:
+    # A prediction right up to noise: the held-out test finds nothing local, and the global map stands as is.
     frame = load_motorcycle()
     pred = make_relative(frame.depth_m, "noise", "depth", np.random.default_rng(22)).prediction
-    uv, z = _points("random500", 23)
-    glob = depth_metrics(align(pred, uv, z), frame.depth_m)["absrel"]
-    loc = depth_metrics(align(pred, uv, z, method="local"), frame.depth_m)["absrel"]
-    assert loc <= 1.2 * glob
+    uv, z = _points(pattern, 23)
+    glob = align(pred, uv, z)
+    res = align_detailed(pred, uv, z, method="local")
+    assert res.method == "global" and res.note and "held-out" in res.note
+    np.testing.assert_array_equal(res.depth_m, glob)
+    forced = align_detailed(pred, uv, z, method="local", local_kwargs={"max_heldout_ratio": np.inf})
+    assert forced.method == "local"  # what the test spared: the correction fits noise
+    assert depth_metrics(forced.depth_m, frame.depth_m)["absrel"] > depth_metrics(glob, frame.depth_m)["absrel"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_held_out_choice_across_distortion_amplitudes(seed: int) -> None:
+    # From a distortion below the noise (0.25 % of log depth) to a strong one (4 %), 16 LiDAR lines: the choice
+    # is never worse than the better of the two maps by more than 0.1 % AbsRel (on the GT), keeps the global map
+    # where the correction would fit noise, and takes the correction wherever it halves the error.
+    frame = load_motorcycle()
+    uv, z = _points("lidar16", 30 + seed)
+    for amplitude in (0.0025, 0.005, 0.01, 0.02, 0.04):
+        rel = make_relative(frame.depth_m, "both", "depth", np.random.default_rng([seed, 7]),
+                            smooth_amplitude=amplitude)
+        glob = depth_metrics(align(rel.prediction, uv, z), frame.depth_m)["absrel"]
+        forced = align_detailed(rel.prediction, uv, z, method="local",
+                                local_kwargs={"max_heldout_ratio": np.inf}).depth_m
+        loc = depth_metrics(forced, frame.depth_m)["absrel"]
+        chosen = depth_metrics(align(rel.prediction, uv, z, method="local"), frame.depth_m)["absrel"]
+        assert chosen <= min(glob, loc) + 0.001, (amplitude, glob, loc, chosen)
+        if amplitude < 0.005:  # a quarter of the noise: the correction would fit noise
+            assert chosen == glob < loc, (amplitude, glob, loc, chosen)
+        if loc <= 0.5 * glob:
+            assert chosen == loc, (amplitude, glob, loc, chosen)
 
 
 @pytest.mark.parametrize("pattern", ["random500", "lidar16"])

@@ -88,6 +88,9 @@ def test_outputs_follow_rep118_and_align_to_lidar(ros_graph: Any) -> None:
     assert probe.graph.wait_for(lambda: diag_values().get("frames_out") == "3", 5.0)
     values = diag_values()
     assert values["alignment.state"] == "fitted"
+    # The default alignment says whether the local correction was used and the held-out ratio that decided it.
+    ratio = float(values["alignment.heldout_ratio"])
+    assert values["alignment.method"] == ("local" if ratio <= 0.9 else "global")
     assert values["extrinsics"] == "static parameters"
     from depth_ft_ros.ros.image_codec import load_cv_bridge  # needs sensor_msgs: imported inside ROS tests
 

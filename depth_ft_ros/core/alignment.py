@@ -80,7 +80,7 @@ class AlignmentReport:
     dropped_points: dict[str, int] = field(default_factory=dict)
     space: Space | None = None
     fit: FitResult | None = None  # this frame's own global fit (before the filter)
-    local: dict[str, float] | None = None  # diagnostics of the local correction, when applied
+    local: dict[str, float] | None = None  # diagnostics of the local correction: when applied, or what refused it
 
 
 @dataclass
@@ -152,10 +152,11 @@ class MetricAligner:
             # model error pushed out of the global fit.
             refined = local_refine(depth_m, uv, z_m, fit, min_depth_m=s.min_depth_m, max_depth_m=s.max_depth_m,
                                    **s.local_options)
-            if refined.depth_m is None:  # too few points agree locally: the global map stands, and says so
+            report.local = refined.info
+            if refined.depth_m is None:  # not supported or not confirmed by the points: the global map stands
                 report.method, report.reason = AlignmentMethod.GLOBAL, refined.note or ""
             else:
-                depth_m, report.local = refined.depth_m, refined.info
+                depth_m = refined.depth_m
         return AlignmentOutput(depth_m, report)
 
 
@@ -164,7 +165,7 @@ class AlignResult:
     depth_m: np.ndarray  # float32 HxW metres, NaN invalid
     fit: FitResult  # the global fit (also the base of a local correction)
     method: AlignmentMethod  # "global" or "local": what was actually used
-    local: dict[str, float] | None = None  # diagnostics of the local correction, when used
+    local: dict[str, float] | None = None  # diagnostics of the local correction: when used, or what refused it
     note: str | None = None  # why local fell back to global, if it did
 
 

@@ -79,7 +79,9 @@ class NodeConfig:
     onnx_probe: str = _param("refuse", "ONNX exports only: when the load-time probe differs from the export's PyTorch "
                              "outputs beyond its tolerance, refuse to start or warn and run",
                              choices=("refuse", "warn"), reconfigure_only=True)
-    alignment: str = _param("global", "Metric alignment with sparse points", choices=("off", "global", "local"))
+    alignment: str = _param("local", "Metric alignment with sparse points: global (robust scale/shift), local "
+                            "(global + a spatially varying correction where held-out points confirm it)",
+                            choices=("off", "global", "local"))
     space: str = _param("auto", "Space of the relative prediction (auto: from the checkpoint)",
                         choices=("auto", "depth", "disparity"))
     alignment_fit: str = _param("scale_shift", "What the global fit solves for: metric = scale * relative + shift, "

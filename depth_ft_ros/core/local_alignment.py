@@ -21,17 +21,18 @@ and 14 ms at 12k (64 lines); the grid test ~1 ms.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from depth_ft_ros.core.errors import InputError
 from depth_ft_ros.core.scale_shift import FitResult, sample_prediction
 
 _MAD_TO_SIGMA = 1.4826
+_MAX_SIGMA_CELLS = 6.0
 
 
 @dataclass
@@ -45,7 +46,7 @@ def _density_sigma_px(xy: np.ndarray, width: int, block_px: int) -> float:
     """sqrt(area / N) over the blocks (block_px squared) that hold at least one point: the mean point spacing."""
     bw = math.ceil(width / block_px)
     blocks = (xy[:, 1] // block_px).astype(np.int64) * bw + (xy[:, 0] // block_px).astype(np.int64)
-    area = np.unique(blocks).size * block_px * block_px
+    area = np.count_nonzero(np.bincount(blocks)) * block_px * block_px
     return math.sqrt(area / xy.shape[0])
 
 
@@ -53,6 +54,7 @@ def _gauss(t: np.ndarray, sigma: float) -> np.ndarray:
     return np.exp(-0.5 * (t / sigma) ** 2) / (math.sqrt(2 * math.pi) * sigma)
 
 
+@functools.lru_cache(maxsize=16)
 def _range_matrix(n_bins: int, sigma_bins: float) -> np.ndarray:
     """Gaussian blur along the bins as an (n_bins x n_bins) matrix (zero outside the range, 3 sigma)."""
     i = np.arange(n_bins)
@@ -60,15 +62,38 @@ def _range_matrix(n_bins: int, sigma_bins: float) -> np.ndarray:
     m = np.where(d <= 3 * sigma_bins, _gauss(d, sigma_bins), 0.0)
     # normalise like a discrete kernel (taps sum to 1 away from the ends)
     taps = np.arange(-math.ceil(3 * sigma_bins), math.ceil(3 * sigma_bins) + 1)
-    return (m / _gauss(taps.astype(np.float64), sigma_bins).sum()).astype(np.float32)
+    out = (m / _gauss(taps.astype(np.float64), sigma_bins).sum()).astype(np.float32)
+    out.flags.writeable = False  # shared by the cache
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _kernel(sigma_cells: float) -> np.ndarray:
+    out: np.ndarray = cv2.getGaussianKernel(2 * math.ceil(3 * sigma_cells) + 1, sigma_cells, cv2.CV_32F)
+    out.flags.writeable = False
+    return out
 
 
 def _blur(grid: np.ndarray, sigma_cells: float, range_sigma_bins: float) -> np.ndarray:
     """Gaussian blur of a (rows, cols, bins) float32 grid, zero outside: one separable cv2 filter over all
-    bins as channels, then a small matrix product along the bins."""
-    k = 2 * math.ceil(3 * sigma_cells) + 1
-    kernel = cv2.getGaussianKernel(k, sigma_cells, cv2.CV_32F)
-    out = cv2.sepFilter2D(grid, -1, kernel, kernel, borderType=cv2.BORDER_CONSTANT)
+    bins as channels, then a small matrix product along the bins. A kernel wider than _MAX_SIGMA_CELLS runs on
+    the grid averaged over 2x2 (4x4, ...) blocks and is resized back: the coarse levels of sparse points (a
+    few hundred) otherwise spend most of the refinement's time on kernels wider than the grid."""
+    gh, gw = grid.shape[:2]
+    factor = 1
+    while sigma_cells / factor > _MAX_SIGMA_CELLS:
+        factor *= 2
+    small = grid
+    if factor > 1:  # zero-padded to whole blocks (zero outside, as the filter's border), averaged per block
+        sh, sw = math.ceil(gh / factor), math.ceil(gw / factor)
+        padded = np.zeros((sh * factor, sw * factor, grid.shape[2]), np.float32)
+        padded[:gh, :gw] = grid
+        small = padded.reshape(sh, factor, sw, factor, -1).mean(axis=(1, 3), dtype=np.float32)
+    kernel = _kernel(sigma_cells / factor)
+    out = cv2.sepFilter2D(small, -1, kernel, kernel, borderType=cv2.BORDER_CONSTANT)
+    if factor > 1:  # cv2.resize's linear mapping puts each block's value at the block's centre
+        out = cv2.resize(out, (out.shape[1] * factor, out.shape[0] * factor), interpolation=cv2.INTER_LINEAR)
+        out = np.ascontiguousarray(out[:gh, :gw])
     if out.ndim == 2:  # cv2 drops a single channel
         out = out[:, :, None]
     nb = grid.shape[2]
@@ -77,16 +102,66 @@ def _blur(grid: np.ndarray, sigma_cells: float, range_sigma_bins: float) -> np.n
     return out
 
 
+class _Points:
+    """The points' places on a grid, computed once: the spatial cell and bin pair each is splatted to, and the
+    eight corners and weights that sample the grid trilinearly at it (clamped at the borders, as
+    ndimage.map_coordinates' mode="nearest"), so that each splat and sample is one bincount or one gather."""
+
+    def __init__(self, coords: np.ndarray, shape: tuple[int, int, int]):
+        gh, gw, nb = shape
+        self.size = gh * gw * nb
+        cell = (np.clip(np.floor(coords[0] + 0.5), 0, gh - 1).astype(np.int64) * gw
+                + np.clip(np.floor(coords[1] + 0.5), 0, gw - 1).astype(np.int64))
+        b0 = np.minimum(np.floor(coords[2]).astype(np.int64), max(nb - 2, 0))
+        fb = coords[2] - b0 if nb > 1 else np.zeros_like(coords[2])
+        self.splat_idx = cell * nb + b0
+        self.splat_frac = fb
+        corners_idx, corners_w = [], []
+        per_axis = []
+        for c, n, stride in ((coords[0], gh, gw * nb), (coords[1], gw, nb), (coords[2], nb, 1)):
+            c = np.clip(c, 0, n - 1)
+            lo = np.minimum(np.floor(c).astype(np.int64), max(n - 2, 0))
+            f = c - lo
+            per_axis.append(((lo * stride, 1 - f), (np.minimum(lo + 1, n - 1) * stride, f)))
+        for (iy, wy) in per_axis[0]:
+            for (ix, wx) in per_axis[1]:
+                for (ib, wb) in per_axis[2]:
+                    corners_idx.append(iy + ix + ib)
+                    corners_w.append(wy * wx * wb)
+        self.sample_idx = np.stack(corners_idx)
+        self.sample_w = np.stack(corners_w).astype(np.float32)
+
+    def subset(self, keep: np.ndarray) -> _Points:
+        out = object.__new__(_Points)
+        out.size = self.size
+        out.splat_idx, out.splat_frac = self.splat_idx[keep], self.splat_frac[keep]
+        out.sample_idx, out.sample_w = self.sample_idx[:, keep], self.sample_w[:, keep]
+        return out
+
+    def splat(self, values: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+        """Nearest cell in space, linear between the two nearest bins."""
+        fb = self.splat_frac
+        acc = np.bincount(self.splat_idx, (1 - fb) * values, self.size)
+        if shape[2] > 1:
+            acc += np.bincount(self.splat_idx + 1, fb * values, self.size)
+        return acc.astype(np.float32).reshape(shape)
+
+    def sample(self, grid: np.ndarray) -> np.ndarray:
+        values = grid.reshape(-1)[self.sample_idx]
+        values *= self.sample_w
+        return values.sum(axis=0, dtype=np.float64)
+
+
 class _Grid:
-    """A bilateral grid (gh x gw x n_bins, float32) over the image and log depth, with splat/blur/slice.
-    Bins are the last axis, so cv2 filters them as channels and the 2-D view (gh, gw * n_bins) used for
-    slicing is free."""
+    """A bilateral grid (gh x gw x n_bins, float32) over the image and log depth, with blur and slice.
+    Bins are the last axis, so cv2 filters them as channels."""
 
     def __init__(self, shape: tuple[int, int], cell_px: int, n_bins: int, log_lo: float, log_hi: float):
         self.h, self.w = shape
         self.cell = cell_px
         self.n_bins = n_bins
         self.gh, self.gw = math.ceil(self.h / cell_px), math.ceil(self.w / cell_px)
+        self.shape = (self.gh, self.gw, n_bins)
         self.log_lo = log_lo
         self.bin_scale = (n_bins - 1) / max(log_hi - log_lo, 1e-6) if n_bins > 1 else 0.0
 
@@ -102,22 +177,6 @@ class _Grid:
         gy = (xy[:, 1] + 0.5) / self.cell - 0.5
         return np.stack([gy, gx, self.bins(log_d.astype(np.float64))])
 
-    def splat(self, coords: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Nearest cell in space, linear between the two nearest bins."""
-        nb = self.n_bins
-        cell = (np.clip(np.floor(coords[0] + 0.5), 0, self.gh - 1).astype(np.int64) * self.gw
-                + np.clip(np.floor(coords[1] + 0.5), 0, self.gw - 1).astype(np.int64))
-        size = self.gh * self.gw * nb
-        if nb == 1:
-            acc = np.bincount(cell, values, size)
-        else:
-            b = coords[2]
-            b0 = np.minimum(np.floor(b).astype(np.int64), nb - 2)
-            fb = b - b0
-            idx = cell * nb + b0
-            acc = np.bincount(idx, (1 - fb) * values, size) + np.bincount(idx + 1, fb * values, size)
-        return acc.astype(np.float32).reshape(self.gh, self.gw, nb)
-
     def self_weight(self, coords: np.ndarray, sigma_cells: float, range_sigma: float) -> np.ndarray:
         """Approximate weight a point contributes to the blurred grid at its own position (continuous
         Gaussian at its offset from the cell centre it was splatted to, and between its two bins)."""
@@ -130,31 +189,35 @@ class _Grid:
             out *= (1 - fb) * _gauss(fb, range_sigma) + fb * _gauss(1 - fb, range_sigma)
         return out
 
-    def sample_points(self, grid: np.ndarray, coords: np.ndarray) -> np.ndarray:
-        return ndimage.map_coordinates(grid, coords, order=1, mode="nearest")
-
     def slice(self, grid: np.ndarray, log_d: np.ndarray) -> np.ndarray:
-        """Trilinear interpolation at every pixel: the grid viewed as a 2-D image (rows = grid rows, columns =
-        col * n_bins + bin), so one cv2.remap interpolates row and bin at the cell column left of the pixel, a
-        second one at the column to its right, and a lerp finishes the columns."""
+        """Trilinear interpolation at every pixel. The grid is first resized along its columns to the image's
+        width (the bins as channels: linear, cell centres at (c + 0.5) * cell_px - 0.5), so that viewed as a
+        2-D image (rows = grid rows, columns = x * n_bins + bin) one cv2.remap interpolates row and bin at
+        each pixel's own column."""
         gh, gw, nb = grid.shape
-        flat = np.ascontiguousarray(grid, dtype=np.float32).reshape(gh, gw * nb)
-        b = self.bins(log_d) if nb > 1 else np.zeros_like(log_d)
-        gx = np.clip((np.arange(self.w, dtype=np.float32) + 0.5) / self.cell - 0.5, 0, gw - 1)
-        x0 = np.minimum(np.floor(gx), max(gw - 2, 0))
-        fx = gx - x0
-        gy = np.clip((np.arange(self.h, dtype=np.float32) + 0.5) / self.cell - 0.5, 0, gh - 1)
-        map_y = np.broadcast_to(gy[:, None], (self.h, self.w)).astype(np.float32)
-        map_x = b + (x0 * nb)[None, :]
-        left: np.ndarray = cv2.remap(flat, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if gw == 1:
-            return left
-        map_x += np.float32(nb)
-        right: np.ndarray = cv2.remap(flat, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        right -= left
-        right *= fx[None, :]
-        right += left
-        return right
+        wide = cv2.resize(grid, (gw * self.cell, gh), interpolation=cv2.INTER_LINEAR)
+        flat = np.ascontiguousarray(wide[:, :self.w]).reshape(gh, self.w * nb)
+        map_x = self.bins(log_d) if nb > 1 else np.zeros_like(log_d)
+        map_x += _column_offsets(self.w, nb)
+        out: np.ndarray = cv2.remap(flat, map_x, _row_map(self.h, self.w, self.cell, gh), cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE)
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def _column_offsets(width: int, n_bins: int) -> np.ndarray:
+    out = (np.arange(width, dtype=np.float32) * n_bins)[None, :]
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _row_map(height: int, width: int, cell_px: int, grid_rows: int) -> np.ndarray:
+    """Each pixel's continuous grid row (cell centres at integers), as a full map for cv2.remap."""
+    gy = np.clip((np.arange(height, dtype=np.float32) + 0.5) / cell_px - 0.5, 0, grid_rows - 1)
+    out = np.ascontiguousarray(np.broadcast_to(gy[:, None], (height, width)))
+    out.flags.writeable = False
+    return out
 
 
 def local_refine(
@@ -173,6 +236,7 @@ def local_refine(
     prior_points: float = 0.5,
     outlier_k: float = 3.0,
     outlier_floor: float = 0.01,
+    max_heldout_ratio: float = 0.9,
     max_abs_log_correction: float = 1.0,
     min_points: int = 20,
     min_depth_m: float = 1e-3,
@@ -209,6 +273,7 @@ def local_refine(
     hi = float(np.log(finite.max())) if finite.size else float(log_dp.max())
     grid = _Grid((h, w), cell_px, n_bins, min(lo, float(log_dp.min())), max(hi, float(log_dp.max())))
     coords = grid.coords(xy, log_dp)
+    pts = _Points(coords, grid.shape)
     range_sigma = range_sigma_bins if n_bins > 1 else 0.0
     if sigma_px is None:
         sigma_px = max(sigma_factor * _density_sigma_px(xy, w, 4 * cell_px), sigma_min_px)
@@ -223,8 +288,8 @@ def local_refine(
     judged = np.zeros_like(r, dtype=bool)
     for _ in range(2):
         ref = keep.astype(np.float64)
-        w_all = grid.sample_points(_blur(grid.splat(coords, ref), sig_out, range_sigma), coords)
-        r_all = grid.sample_points(_blur(grid.splat(coords, ref * r), sig_out, range_sigma), coords)
+        w_all = pts.sample(_blur(pts.splat(ref, grid.shape), sig_out, range_sigma))
+        r_all = pts.sample(_blur(pts.splat(ref * r, grid.shape), sig_out, range_sigma))
         w_self = np.minimum(w_self_all * ref, w_all)  # only points in the reference contributed themselves
         w_others = w_all - w_self
         judged = w_others > 0.5 * w_peak
@@ -235,15 +300,33 @@ def local_refine(
         keep = np.abs(e) <= max(outlier_k * sigma_e, outlier_floor)
     if np.count_nonzero(keep) < min_points:
         return LocalResult(None, note="local alignment: too few points agree with their neighbours")
-    r, coords = r[keep], coords[:, keep]
+    # Model selection by held-out error: each point's leave-one-out prediction from its neighbours (e) against
+    # the global fit's prediction (r, the residual itself), over the points both judge. Where the residuals are
+    # noise around the global fit, the neighbours' mean only adds their noise (ratio >= 1), and the local
+    # correction would too: the global map stands. The ratio must drop both in RMS (with 50-100 points the
+    # median is too noisy alone) and in median absolute error (errors in a few clusters, as at depth edges the
+    # projection could not clean, lower the RMS alone, and a correction spreads them over whole surfaces).
+    judged_kept = judged & keep
+    if np.count_nonzero(judged_kept) < min_points:
+        return LocalResult(None, note="local alignment not used: too few points have neighbours to check it")
+    r_ref = r[judged_kept] - np.median(r[judged_kept])
+    e_ref = e[judged_kept]
+    rms_ratio = math.sqrt(float(np.mean(e_ref**2)) / max(float(np.mean(r_ref**2)), 1e-30))
+    mad_ratio = float(np.median(np.abs(e_ref))) / max(float(np.median(np.abs(r_ref))), 1e-15)
+    heldout_ratio = max(rms_ratio, mad_ratio)
+    if heldout_ratio > max_heldout_ratio:
+        return LocalResult(None, info={"heldout_ratio": heldout_ratio},
+                           note=f"local alignment not used: its held-out error is {heldout_ratio:.2f} of the "
+                                f"global fit's (limit {max_heldout_ratio:g}): no local error to correct")
+    r, pts = r[keep], pts.subset(keep)
 
-    w_splat = grid.splat(coords, np.ones_like(r))
+    w_splat = pts.splat(np.ones_like(r), grid.shape)
     total = np.zeros_like(w_splat)
     for level in reversed(range(n_levels)):
         sig_cells = sigma_px * 2**level / cell_px
-        resid = r - grid.sample_points(total, coords) if level < n_levels - 1 else r
+        resid = r - pts.sample(total) if level < n_levels - 1 else r
         wsum = _blur(w_splat, sig_cells, range_sigma)
-        rsum = _blur(grid.splat(coords, resid), sig_cells, range_sigma)
+        rsum = _blur(pts.splat(resid, grid.shape), sig_cells, range_sigma)
         # Prior in units of "points at the kernel centre": the peak one point leaves after the blur.
         peak = 1.0 / (2 * math.pi * sig_cells**2)
         if n_bins > 1:
@@ -251,16 +334,18 @@ def local_refine(
         total += rsum / (wsum + prior_points * peak)
     np.clip(total, -max_abs_log_correction, max_abs_log_correction, out=total)
 
-    log_d = cv2.log(depth)
-    factor = cv2.exp(grid.slice(total, log_d))
-    out = depth * factor
-    with np.errstate(invalid="ignore"):
-        out[~((out >= min_depth_m) & (out <= max_depth_m))] = np.nan
+    correction = grid.slice(total, cv2.log(depth))
+    out = cv2.multiply(depth, cv2.exp(correction, dst=correction), dst=correction)  # in place: 1.2 MB fewer
+    with np.errstate(invalid="ignore"):  # NaN stays NaN
+        out[out < min_depth_m] = np.nan
+        if math.isfinite(max_depth_m):
+            out[out > max_depth_m] = np.nan
     info = {
         "n_points": float(r.size),
         "n_local_outliers": float(np.count_nonzero(~keep)),
         "n_unjudged": float(np.count_nonzero(~judged)),
         "sigma_px": float(sigma_px),
+        "heldout_ratio": heldout_ratio,
     }
     if fit is not None:
         info["global_residual"] = float(fit.residual)

@@ -3,7 +3,8 @@
 Experiment (Middlebury Motorcycle, real GT): a model-like relative prediction (make_relative "both": smooth
 distortion + noise, depth space) is smeared as a network's low-resolution output is: area-resized down by
 smear_factor and back up bilinearly. A co-located N-line LiDAR (1 % range noise) is projected with the runtime
-projection, and the prediction aligned with the runtime functions (align_detailed, global or local).
+projection, and the prediction aligned by the node's MetricAligner with the node's parameters (global or local;
+the node's default is `NodeConfig().alignment`).
 
 - Sparsification: pixels are removed least confident first; the curve is the mean AbsRel of those kept at removed
   fractions 0..0.99, for the confidence, for the distance to the nearest LiDAR pixel alone (larger = less
@@ -33,9 +34,12 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from depth_ft_ros.core.alignment import align_detailed
+from depth_ft_ros.core.alignment import MetricAligner
 from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.core.confidence import ConfidenceSettings, cloud_keep_mask, confidence_map, depth_edges
+from depth_ft_ros.core.config import NodeConfig
+from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.core.pipeline import aligner_settings
 from depth_ft_ros.core.sparse import project_sparse_points
 from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
@@ -115,9 +119,16 @@ def make_case(gt_m: np.ndarray, camera: PinholeCamera, n_lines: int, method: str
     prediction = smear(rel.prediction, smear_factor)
     pts = lidar_sim.lidar_scan(gt_m, camera, n_lines, rng=rng, margin_rad=margin_rad)
     sp = project_sparse_points(lidar_sim.add_relative_noise(pts, 0.01, rng), camera)
-    out = align_detailed(prediction, sp.uv, sp.z_m, "depth", method)
-    sharp = align_detailed(rel.prediction, sp.uv, sp.z_m, "depth", method)
-    return Case(out.depth_m, gt_m, sp.uv, sp.z_m, n_lines, method, sharp.depth_m)
+    return Case(_node_aligned(prediction, sp.uv, sp.z_m, method), gt_m, sp.uv, sp.z_m, n_lines, method,
+                _node_aligned(rel.prediction, sp.uv, sp.z_m, method))
+
+
+def _node_aligned(prediction: np.ndarray, uv: np.ndarray, z_m: np.ndarray, method: str) -> np.ndarray:
+    """One frame through a fresh MetricAligner with the node's parameters (alignment=method)."""
+    out = MetricAligner(aligner_settings(NodeConfig(alignment=method))).align(prediction, "depth", uv, z_m)
+    if out.depth_m is None:
+        raise InputError(f"alignment refused: {out.report.reason}")
+    return out.depth_m
 
 
 def sparsification_curve(error: np.ndarray, confidence: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -246,17 +257,18 @@ def sparsification_report(png_path: Path, **experiment: Any) -> list[CaseResult]
 
 
 def time_confidence(width: int = 640, height: int = 480, n_lines: int = 32, repeats: int = 200,
-                    method: str = "global", settings: ConfidenceSettings | None = None) -> dict[str, float]:
+                    method: str | None = None, settings: ConfidenceSettings | None = None) -> dict[str, float]:
     """Per-frame cost (ms, median and minimum) of the node's confidence stage on the frame resized to width x
     height: the settings, the edge test and the confidence map as the node builds them each frame ("stage";
     "edges" and "confidence" its parts), then the cloud's keep mask ("keep", in the node's cloud stage). 32 lines
-    and the global fit are the node bench's. Between frames 8 MB are touched, as the network and the other stages
-    do in the node, so that the arrays do not stay in the cache from one frame to the next."""
+    as in the node bench; method None: the node's default alignment. Between frames 8 MB are touched, as the
+    network and the other stages do in the node, so that the arrays do not stay in the cache from one frame to
+    the next."""
     base = settings or ConfidenceSettings()
     gt, camera = frame_at(1)
     gt = cv2.resize(np.nan_to_num(gt, nan=0.0), (width, height), interpolation=cv2.INTER_NEAREST)
     gt[gt <= 0] = np.nan
-    case = make_case(gt, camera.scaled(width, height), n_lines, method, 1)
+    case = make_case(gt, camera.scaled(width, height), n_lines, method or NodeConfig().alignment, 1)
     uv, z = case.uv.astype(np.int32), case.z_m.astype(np.float32)
     scratch = np.zeros(8 << 20, np.uint8)
     times: dict[str, list[float]] = {"edges": [], "confidence": [], "stage": [], "keep": []}

@@ -218,6 +218,9 @@ class CameraStream:
             "alignment.filter": result.alignment.filter_action,
             "alignment.reason": result.alignment.reason,
         }
+        heldout = (result.alignment.local or {}).get("heldout_ratio")
+        if heldout is not None:  # why local alignment was used or not (README, "Alignment")
+            self.last_alignment["alignment.heldout_ratio"] = f"{heldout:.3g}"
         if result.alignment.state == "relative-only" and cfg.alignment != "off":
             self.stats.warn("no_fit", result.alignment.reason)
         done_s = time.monotonic()

@@ -57,7 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bench_overload.add_arguments(parser)
 
 
-def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals_model: str) -> list[dict[str, float]]:
+def _run_one(args: argparse.Namespace, alignment: str, depth_model: str,
+             normals_model: str) -> tuple[list[dict[str, float]], str]:
+    """The stage times of each frame after the warm-up, and what the last frame's alignment used."""
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from depth_ft_ros.ros import convert
@@ -102,7 +104,10 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals
                 raise RuntimeError(f"no output for frame {i}: {node.stats.snapshot()}")
         stop_sub.set()
         subscriber.join(timeout=10.0)
-        return list(node.stats.recent_stages_ms)[2:]
+        used = node.last_alignment.get("alignment.method", "-")
+        if "alignment.heldout_ratio" in node.last_alignment:
+            used += f" (held-out {node.last_alignment['alignment.heldout_ratio']})"
+        return list(node.stats.recent_stages_ms)[2:], used
 
 
 OUTPUT_TOPICS = {names.DEPTH_IMAGE: "Image", names.DEPTH_CAMERA_INFO: "CameraInfo", names.DEPTH_RELATIVE: "Image",
@@ -137,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
               + f"{'network':>10}")
         for alignment in args.alignment:
             try:
-                frames = _run_one(args, alignment, depth_model, normals_model)
+                frames, used = _run_one(args, alignment, depth_model, normals_model)
             except DepthFtError as exc:
                 print(f"bench-node: {exc}", file=sys.stderr)
                 return 2
@@ -146,6 +151,6 @@ def run(args: argparse.Namespace) -> int:
             medians = stage_medians_ms(frames)
             print(f"{alignment:10}{np.median(outside):>14.2f} ms" +
                   "".join(f"{medians.get(s, float('nan')):>13.2f} ms" for s in OUTSIDE_NETWORK) +
-                  f"{np.median(network):>7.0f} ms")
+                  f"{np.median(network):>7.0f} ms   used: {used}")
     print("median per frame; 'network' = depth + normals predictor totals (tiny random checkpoints unless given)")
     return 0

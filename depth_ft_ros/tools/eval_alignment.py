@@ -157,7 +157,11 @@ def accuracy_tables(frame: MiddleburyFrame, kinds: list[str], spaces: list[str],
                         continue
                     res[method] = depth_metrics(out.depth_m, frame.depth_m)
                     if method == "local" and report.method != AlignmentMethod.LOCAL:
-                        notes.append(f"local fell back to global: {report.reason}")
+                        heldout = (report.local or {}).get("heldout_ratio")
+                        notes.append("local = global: " + (f"held-out ratio {heldout:.2f}" if heldout is not None
+                                                           else report.reason))
+                    elif method == "local" and report.local:
+                        notes.append(f"held-out ratio {report.local['heldout_ratio']:.2f}")
                 row += [_fmt(res["global"]["absrel"]), _fmt(res["local"]["absrel"]),
                         _fmt(res["global"]["rmse_m"], 3), _fmt(res["local"]["rmse_m"], 3),
                         _fmt(res["global"]["delta1"], 3), _fmt(res["local"]["delta1"], 3),
@@ -261,6 +265,15 @@ def speed_table(frame: MiddleburyFrame, seed: int, repeats: int) -> list[str]:
                   f"| local correction | {name} | {loc_med:.2f} | {loc_min:.2f} |",
                   f"| global total | {name} | {fit_med + app_med:.2f} | {fit_min + app_min:.2f} |",
                   f"| local total | {name} | {fit_med + app_med + loc_med:.2f} | {fit_min + app_min + loc_min:.2f} |"]
+    # What the held-out test costs when it keeps the global map (a prediction right up to noise).
+    noise_rel = make_relative(gt, "noise", "depth", np.random.default_rng([seed, 16])).prediction
+    uv, z = inputs["lidar 16 lines"]
+    fit = fit_scale_shift(noise_rel, uv, z, "depth")
+    kept = apply_scale_shift(noise_rel, fit.scale, fit.shift, "depth")
+    refused, med, low = _timed_both(partial(local_refine, kept, uv, z, fit), n_rep)
+    assert refused.depth_m is None, "the held-out test should keep the global map of a noise-only prediction"
+    lines.append(f"| local correction, global map kept by the held-out test (noise-only prediction) | lidar 16 lines "
+                 f"| {med:.2f} | {low:.2f} |")
     depth = apply_scale_shift(rel.prediction, 1.0, 0.0, "depth")
     cloud_inputs: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {
         "xyz": (None, None), "xyz + rgb": (rgb, None), "xyz + rgb + normals": (rgb, normals)}
