@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_ft_ros.core.alignment import align, align_detailed
+from depth_ft_ros.core.alignment import MetricAligner, align, align_detailed
+from depth_ft_ros.core.config import NodeConfig
 from depth_ft_ros.core.local_alignment import local_refine
+from depth_ft_ros.core.pipeline import aligner_settings
 from depth_ft_ros.core.sparse import project_sparse_points
 from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.metrics import depth_metrics
@@ -133,3 +135,20 @@ def test_local_refine_declines_with_too_few_points_and_clips_to_the_range() -> N
     res = align_detailed(pred, uv, z)
     refined = local_refine(res.depth_m, uv, z, max_depth_m=3.0).depth_m
     assert refined is not None and np.nanmax(refined) <= 3.0 and np.isnan(refined).any()
+
+
+def test_node_parameter_sets_the_held_out_limit() -> None:
+    # local_heldout_ratio reaches the node's aligner: the default keeps the global map of a noise-only
+    # prediction, a limit of 100 uses the correction whatever the check finds.
+    frame = load_motorcycle()
+    pred = make_relative(frame.depth_m, "noise", "depth", np.random.default_rng(22)).prediction
+    uv, z = _points("lidar16", 23)
+    used = {}
+    for limit in (None, 100.0):
+        config = NodeConfig(alignment="local") if limit is None else NodeConfig(alignment="local",
+                                                                                 local_heldout_ratio=limit)
+        report = MetricAligner(aligner_settings(config)).align(pred, "depth", uv, z).report
+        used[limit] = report.method
+        assert report.local is not None and report.local["heldout_ratio"] > 0.9
+    assert used == {None: "global", 100.0: "local"}
+

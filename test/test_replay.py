@@ -40,7 +40,8 @@ PER_FRAME = ("depth/image", "depth/camera_info", "normals/image", "normals/camer
 FAST = ["--param", "processing_resolution=96"]  # the tiny network at the image's own size
 # As `make demo` runs the random tiny checkpoints (depth_ft_ros/tools/demo.py): their maps are noise, so the cloud
 # filters would drop most pixels as depth edges / low confidence.
-LIDAR_ONLY = ["--param", "alignment=local", "--param", "alignment_fit=scale", "--param", "cloud_edge_filter=false",
+LIDAR_ONLY = ["--param", "alignment=local", "--param", "local_heldout_ratio=100.0", "--param", "alignment_fit=scale",
+              "--param", "cloud_edge_filter=false",
               "--param", "cloud_min_confidence=0.0"]
 
 

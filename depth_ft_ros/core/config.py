@@ -87,6 +87,10 @@ class NodeConfig:
     alignment_fit: str = _param("scale_shift", "What the global fit solves for: metric = scale * relative + shift, "
                                 "or scale alone (stable with few points or a narrow depth band)",
                                 choices=("scale_shift", "scale"))
+    local_heldout_ratio: float = _param(0.9, "alignment local: the correction is used in a frame when its held-out "
+                                        "error (each sparse point predicted from its neighbours alone) is at most "
+                                        "this fraction of the global fit's, in RMS and in median; larger uses it "
+                                        "more often (100: always)", min_value=0.01, max_value=100.0)
     min_depth: float = _param(0.1, "Metric depths below this are invalid (NaN), m", min_value=0.0, max_value=1e4)
     max_depth: float = _param(80.0, "Metric depths above this are invalid (NaN), m", min_value=0.0, max_value=1e4)
     min_points: int = _param(10, "Fewest sparse points a fit needs", min_value=3, max_value=1_000_000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,6 +64,7 @@ def aligner_settings(config: NodeConfig) -> AlignerSettings:
         smoothing_seconds=config.smoothing_seconds,
         hold_seconds=config.hold_seconds,
         hold=config.on_few_points == "hold",
+        local_options=MappingProxyType({"max_heldout_ratio": config.local_heldout_ratio}),
     )
 
 

@@ -63,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
         params: dict[str, Any] = {}
         if not args.depth_model:
             # Random weights predict no depth: fit a scale alone and let the local refinement build the metric
-            # map from the LiDAR (a scale-and-shift fit of a random map is rightly refused). Their maps are
-            # noise, a depth edge at nearly every pixel: the cloud filters would empty the cloud.
-            params |= {"alignment": "local", "alignment_fit": "scale", "cloud_edge_filter": False,
-                       "cloud_min_confidence": 0.0}
+            # map from the LiDAR in every frame (a scale-and-shift fit of a random map is rightly refused). Their
+            # maps are noise, a depth edge at nearly every pixel: the cloud filters would empty the cloud.
+            params |= {"alignment": "local", "local_heldout_ratio": 100.0, "alignment_fit": "scale",
+                       "cloud_edge_filter": False, "cloud_min_confidence": 0.0}
         params |= parse_param_overrides(args.param)
         options = ReplayOptions(in_bag=bag, out_bag=_fresh(out / "replay"), lossless=True, depth_model=depth,
                                 normals_model=normals, params=params, preview_dir=out / "preview")
