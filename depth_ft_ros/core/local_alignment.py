@@ -108,49 +108,49 @@ def _blur(grid: np.ndarray, sigma_cells: float, range_sigma_bins: float) -> np.n
     return out
 
 
+@dataclass(frozen=True)
 class _Points:
-    """The points' places on a grid, computed once: the spatial cell and bin pair each is splatted to, and the
-    eight corners and weights that sample the grid trilinearly at it (clamped at the borders, as
+    """The points' places on a grid of `shape`, computed once: the spatial cell and bin pair each is splatted to,
+    and the eight corners and weights that sample the grid trilinearly at it (clamped at the borders, as
     ndimage.map_coordinates' mode="nearest"), so that each splat and sample is one bincount or one gather."""
 
-    def __init__(self, coords: np.ndarray, shape: tuple[int, int, int]):
+    shape: tuple[int, int, int]
+    splat_idx: np.ndarray  # flat index of the lower of the two bins each point is splatted to
+    splat_frac: np.ndarray  # its share of the upper bin
+    sample_idx: np.ndarray  # (8, N) flat indices of the trilinear corners
+    sample_w: np.ndarray  # (8, N) float32 weights
+
+    @classmethod
+    def on_grid(cls, coords: np.ndarray, shape: tuple[int, int, int]) -> _Points:
+        """coords: (3, N) continuous (row, col, bin) grid coordinates, cell centres at integers."""
         gh, gw, nb = shape
-        self.size = gh * gw * nb
         cell = (np.clip(np.floor(coords[0] + 0.5), 0, gh - 1).astype(np.int64) * gw
                 + np.clip(np.floor(coords[1] + 0.5), 0, gw - 1).astype(np.int64))
         b0 = np.minimum(np.floor(coords[2]).astype(np.int64), max(nb - 2, 0))
         fb = coords[2] - b0 if nb > 1 else np.zeros_like(coords[2])
-        self.splat_idx = cell * nb + b0
-        self.splat_frac = fb
-        corners_idx, corners_w = [], []
         per_axis = []
         for c, n, stride in ((coords[0], gh, gw * nb), (coords[1], gw, nb), (coords[2], nb, 1)):
             c = np.clip(c, 0, n - 1)
             lo = np.minimum(np.floor(c).astype(np.int64), max(n - 2, 0))
             f = c - lo
             per_axis.append(((lo * stride, 1 - f), (np.minimum(lo + 1, n - 1) * stride, f)))
-        for (iy, wy) in per_axis[0]:
-            for (ix, wx) in per_axis[1]:
-                for (ib, wb) in per_axis[2]:
-                    corners_idx.append(iy + ix + ib)
-                    corners_w.append(wy * wx * wb)
-        self.sample_idx = np.stack(corners_idx)
-        self.sample_w = np.stack(corners_w).astype(np.float32)
+        corners = [(iy + ix + ib, wy * wx * wb) for iy, wy in per_axis[0] for ix, wx in per_axis[1]
+                   for ib, wb in per_axis[2]]
+        return cls(shape, cell * nb + b0, fb, np.stack([idx for idx, _ in corners]),
+                   np.stack([w for _, w in corners]).astype(np.float32))
 
     def subset(self, keep: np.ndarray) -> _Points:
-        out = object.__new__(_Points)
-        out.size = self.size
-        out.splat_idx, out.splat_frac = self.splat_idx[keep], self.splat_frac[keep]
-        out.sample_idx, out.sample_w = self.sample_idx[:, keep], self.sample_w[:, keep]
-        return out
+        return _Points(self.shape, self.splat_idx[keep], self.splat_frac[keep], self.sample_idx[:, keep],
+                       self.sample_w[:, keep])
 
-    def splat(self, values: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    def splat(self, values: np.ndarray) -> np.ndarray:
         """Nearest cell in space, linear between the two nearest bins."""
+        size = math.prod(self.shape)
         fb = self.splat_frac
-        acc = np.bincount(self.splat_idx, (1 - fb) * values, self.size)
-        if shape[2] > 1:
-            acc += np.bincount(self.splat_idx + 1, fb * values, self.size)
-        return acc.astype(np.float32).reshape(shape)
+        acc = np.bincount(self.splat_idx, (1 - fb) * values, size)
+        if self.shape[2] > 1:
+            acc += np.bincount(self.splat_idx + 1, fb * values, size)
+        return acc.astype(np.float32).reshape(self.shape)
 
     def sample(self, grid: np.ndarray) -> np.ndarray:
         values = grid.reshape(-1)[self.sample_idx]
@@ -280,7 +280,7 @@ def local_refine(
     hi = float(np.log(finite.max())) if finite.size else float(log_dp.max())
     grid = _Grid((h, w), cell_px, n_bins, min(lo, float(log_dp.min())), max(hi, float(log_dp.max())))
     coords = grid.coords(xy, log_dp)
-    pts = _Points(coords, grid.shape)
+    pts = _Points.on_grid(coords, grid.shape)
     range_sigma = range_sigma_bins if n_bins > 1 else 0.0
     if sigma_px is None:
         sigma_px = max(sigma_factor * _density_sigma_px(xy, w, 4 * cell_px), sigma_min_px)
@@ -295,8 +295,8 @@ def local_refine(
     judged = np.zeros_like(r, dtype=bool)
     for _ in range(2):
         ref = keep.astype(np.float64)
-        w_all = pts.sample(_blur(pts.splat(ref, grid.shape), sig_out, range_sigma))
-        r_all = pts.sample(_blur(pts.splat(ref * r, grid.shape), sig_out, range_sigma))
+        w_all = pts.sample(_blur(pts.splat(ref), sig_out, range_sigma))
+        r_all = pts.sample(_blur(pts.splat(ref * r), sig_out, range_sigma))
         w_self = np.minimum(w_self_all * ref, w_all)  # only points in the reference contributed themselves
         w_others = w_all - w_self
         judged = w_others > 0.5 * w_peak
@@ -327,13 +327,13 @@ def local_refine(
                                 f"global fit's (limit {max_heldout_ratio:g}): no local error to correct")
     r, pts = r[keep], pts.subset(keep)
 
-    w_splat = pts.splat(np.ones_like(r), grid.shape)
+    w_splat = pts.splat(np.ones_like(r))
     total = np.zeros_like(w_splat)
     for level in reversed(range(n_levels)):
         sig_cells = sigma_px * 2**level / cell_px
         resid = r - pts.sample(total) if level < n_levels - 1 else r
         wsum = _blur(w_splat, sig_cells, range_sigma)
-        rsum = _blur(pts.splat(resid, grid.shape), sig_cells, range_sigma)
+        rsum = _blur(pts.splat(resid), sig_cells, range_sigma)
         # Prior in units of "points at the kernel centre": the peak one point leaves after the blur.
         peak = 1.0 / (2 * math.pi * sig_cells**2)
         if n_bins > 1:
