@@ -43,7 +43,7 @@ def _node(context) -> list:
 
 
 def _rviz(context, share: str) -> list:
-    from depth_ft_ros.ros.rviz_config import render_rviz_config
+    from depth_ft_ros.node.rviz_config import render_rviz_config
 
     def value(name: str) -> str:
         return LaunchConfiguration(name).perform(context)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time the message <-> numpy conversions of depth_ft_ros.ros.convert at 640x480 (median of N runs, ms)."""
+"""Time the message <-> numpy conversions of depth_ft_ros.msgs.convert at 640x480 (median of N runs, ms)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
 
-from depth_ft_ros.ros import convert
+from depth_ft_ros.msgs import convert
 
 
 def median_ms(func: Callable[[], Any], runs: int) -> float:

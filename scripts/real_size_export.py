@@ -24,15 +24,15 @@ def build_checkpoint(out: Path) -> Path:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from safetensors.torch import save_file
 
-    from depth_ft_ros.core.families.checkpoint import EMBEDDING_FILE
-    from depth_ft_ros.core.families.published import (
+    from depth_ft_ros.evaluation.tiny import make_tiny_model
+    from depth_ft_ros.model.families.checkpoint import EMBEDDING_FILE
+    from depth_ft_ros.model.families.published import (
         SD2_BLOCK_OUT_CHANNELS,
         SD2_CROSS_ATTENTION_DIM,
         SD2_DOWN_BLOCKS,
         SD2_UP_BLOCKS,
         SD_VAE_SCALING_FACTOR,
     )
-    from depth_ft_ros.evaluation.tiny import make_tiny_model
 
     make_tiny_model(out, "e2e-ft-depth")  # configs, scheduler, model_index; networks replaced below
     for part in ("unet", "vae", "text_encoder", "tokenizer"):
@@ -55,8 +55,8 @@ def build_checkpoint(out: Path) -> Path:
 
 
 def main() -> int:
-    from depth_ft_ros.core.predictor import DepthFtPredictor
     from depth_ft_ros.export.onnx_export import export_onnx
+    from depth_ft_ros.model.predictor import DepthFtPredictor
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="128x128", help="processing size HxW (multiples of 8)")

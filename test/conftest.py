@@ -3,7 +3,7 @@
 - ROS isolation, applied in pytest_configure before anything can initialise rclpy: every test process gets its
   own ROS_DOMAIN_ID (from its pid; override with DEPTH_FT_TEST_ROS_DOMAIN_ID) and localhost-only discovery,
   so parallel runs (xdist workers, two engineers, CI jobs) and robots on the LAN never see each other.
-  Publication mode: the one depth_ft_node's main() and the replay choose (ros/middleware.py), set for the whole
+  Publication mode: the one depth_ft_node's main() and the replay choose (node/middleware.py), set for the whole
   session so the mode does not depend on which test happened to run a replay first.
 - `ros` mark: tests marked `ros`, or using the rclpy fixtures below, are skipped with a reason when rclpy
   cannot be imported; `-m "not ros"` deselects them.
@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from depth_ft_ros.ros.isolation import localhost_only_discovery
-from depth_ft_ros.ros.middleware import prefer_async_publication
+from depth_ft_ros.node.isolation import localhost_only_discovery
+from depth_ft_ros.node.middleware import prefer_async_publication
 
 # Valid ROS 2 domain ids on Linux with the default port mapping: 0..101 and 215..232. 0 is everyone's default.
 _DOMAIN_POOL = [*range(1, 102), *range(215, 233)]

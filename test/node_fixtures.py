@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.evaluation.lidar_sim import lidar_scan_in_lidar_frame, make_T_camera_lidar
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
+from depth_ft_ros.geometry.camera import PinholeCamera
 
 T0_NS = 1_700_000_000_000_000_000  # input stamps of the node tests (2023: behind any machine's clock)
 CAMERA_FRAME = "camera_optical_frame"
@@ -168,7 +168,7 @@ def start_node(ros_graph: Any, node_name: str = "depth_ft_node", namespace: str 
     earlier under the same name can leave it silent."""
     from rclpy.parameter import Parameter
 
-    from depth_ft_ros.ros.node import DepthFtNode
+    from depth_ft_ros.node.node import DepthFtNode
 
     params = node_params(**overrides) if params is None else params
     node = DepthFtNode(node_name, context=ros_graph.context, namespace=namespace,

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depth_ft_ros.core.predictor import DepthFtPredictor
 from depth_ft_ros.evaluation.tiny import make_tiny_model
+from depth_ft_ros.model.predictor import DepthFtPredictor
 
 _ROOT = Path(tempfile.mkdtemp(prefix="depth_ft_tiny_"))
 atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)

@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from depth_ft_ros.core.alignment import MetricAligner, align
-from depth_ft_ros.core.config import NodeConfig
-from depth_ft_ros.core.models import Models
-from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, Outputs, aligner_settings
-from depth_ft_ros.core.sparse import project_sparse_points
+from depth_ft_ros.alignment.aligner import MetricAligner, align
+from depth_ft_ros.cli.eval_alignment import Sparse, align_frame
+from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.metrics import depth_metrics
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
 from depth_ft_ros.evaluation.synthetic import make_relative
-from depth_ft_ros.tools.eval_alignment import Sparse, align_frame
+from depth_ft_ros.frame.processor import FrameInput, FramePipeline, Outputs, aligner_settings
+from depth_ft_ros.geometry.sparse import project_sparse_points
+from depth_ft_ros.model.networks import Models
 
 N_FRAMES = 4
 FRAME_NS = 100_000_000  # 10 Hz

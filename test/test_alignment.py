@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_ft_ros.core.alignment import align, align_detailed, apply_scale_shift, fit_scale_shift
-from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.core.sparse import project_sparse_points
+from depth_ft_ros.alignment.aligner import align, align_detailed, apply_scale_shift, fit_scale_shift
+from depth_ft_ros.errors import InputError
 from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.metrics import depth_metrics
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
 from depth_ft_ros.evaluation.synthetic import make_relative
+from depth_ft_ros.geometry.sparse import project_sparse_points
 
 
 def _frame():

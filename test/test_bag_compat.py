@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
-from depth_ft_ros.bag import messages
-from depth_ft_ros.bag.rosbag_io import BagReader, BagWriter, keep_last_qos
+from depth_ft_ros.replay import messages
+from depth_ft_ros.replay.rosbag_io import BagReader, BagWriter, keep_last_qos
 
 RMW_RELIABLE, RMW_BEST_EFFORT = 1, 2
 RMW_TRANSIENT_LOCAL, RMW_VOLATILE = 1, 2
@@ -100,7 +100,7 @@ def test_rclpy_profiles_convert_to_rmw_values() -> None:
     from rclpy.duration import Duration
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-    from depth_ft_ros.ros.replay_session import bag_qos
+    from depth_ft_ros.replay.session import bag_qos
 
     sensor = bag_qos(qos_profile_sensor_data)
     assert (sensor.reliability.value, sensor.durability.value, sensor.history.value, sensor.depth) == (

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from depth_ft_ros.tools.bench_overload import _drops, _run_client, _stop_node
+from depth_ft_ros.bench.overload import _drops, _run_client, _stop_node
 
 # A stand-in for a node serving two cameras with one model: each image is "processed" for 80 ms on the one
 # executor thread, then its bytes go back out as that camera's depth/image (same header).

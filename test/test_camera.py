@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_ft_ros.core.camera import PinholeCamera
-from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.errors import InputError
+from depth_ft_ros.geometry.camera import PinholeCamera
 
 K = np.array([[520.0, 0.0, 318.5], [0.0, 515.0, 241.2], [0.0, 0.0, 1.0]])
 PLUMB_BOB = np.array([-0.28, 0.09, 0.0012, -0.0008, -0.012])

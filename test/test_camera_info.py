@@ -11,8 +11,8 @@ cv2 = pytest.importorskip("cv2")
 
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
-from depth_ft_ros.core.errors import InputError  # noqa: E402
-from depth_ft_ros.ros import convert  # noqa: E402
+from depth_ft_ros.errors import InputError  # noqa: E402
+from depth_ft_ros.msgs import convert  # noqa: E402
 
 pytestmark = pytest.mark.ros
 K = np.array([[200.0, 0.0, 79.5], [0.0, 200.0, 59.5], [0.0, 0.0, 1.0]])

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_ft_ros.core.camera import PinholeCamera
-from depth_ft_ros.core.cloud import cloud_arrays, cloud_dtype
-from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.errors import InputError
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
+from depth_ft_ros.geometry.camera import PinholeCamera
+from depth_ft_ros.geometry.cloud import cloud_arrays, cloud_dtype
 
 
 def _xyz(cloud: np.ndarray) -> np.ndarray:

@@ -20,8 +20,8 @@ pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs not importable (needs
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
-from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.ros import convert
+from depth_ft_ros.errors import InputError
+from depth_ft_ros.msgs import convert
 
 pytestmark = pytest.mark.ros
 

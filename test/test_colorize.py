@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from depth_ft_ros.core.colorize import colorize_depth, colorize_normals
+from depth_ft_ros.frame.colorize import colorize_depth, colorize_normals
 
 
 def test_depth_colours_follow_the_turbo_map_of_the_2_98_percentile_range() -> None:

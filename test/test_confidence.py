@@ -11,15 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_ft_ros.core.confidence import (
+from depth_ft_ros.alignment.confidence import (
     ConfidenceSettings,
     cloud_keep_mask,
     confidence_map,
     depth_edges,
     error_split,
 )
-from depth_ft_ros.core.config import NodeConfig
-from depth_ft_ros.core.errors import ConfigError, InputError
+from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.errors import ConfigError, InputError
 from depth_ft_ros.evaluation.confidence_eval import (
     CaseResult,
     gt_depth_edges,

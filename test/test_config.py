@@ -7,8 +7,8 @@ from dataclasses import fields
 import pytest
 import yaml
 
-from depth_ft_ros.core.config import NodeConfig
-from depth_ft_ros.core.errors import ConfigError
+from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.errors import ConfigError
 
 CONFIG_YAML = "config/depth_ft.yaml"
 

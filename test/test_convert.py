@@ -21,8 +21,8 @@ cv2 = pytest.importorskip("cv2")
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from depth_ft_ros.core.errors import InputError  # noqa: E402
-from depth_ft_ros.ros import convert  # noqa: E402
+from depth_ft_ros.errors import InputError  # noqa: E402
+from depth_ft_ros.msgs import convert  # noqa: E402
 
 pytestmark = pytest.mark.ros
 W, H, PAD = 5, 4, 7  # odd sizes and a padding that breaks any alignment assumption

@@ -8,8 +8,8 @@ pytest.importorskip("diagnostic_msgs.msg", reason="diagnostic_msgs not importabl
 
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from depth_ft_ros.core.stats import NodeStats
-from depth_ft_ros.ros.diagnostics import build_diagnostics
+from depth_ft_ros.frame.stats import NodeStats
+from depth_ft_ros.node.diagnostics import build_diagnostics
 
 pytestmark = pytest.mark.ros
 FITTED = {"alignment.state": "fitted"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from depth_ft_ros import cli
-from depth_ft_ros.tools import eval_alignment
+from depth_ft_ros.cli import eval_alignment
 
 
 def test_quick_run_prints_tables_and_writes_only_its_section(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -17,8 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from depth_ft_ros.core.camera import PinholeCamera
-from depth_ft_ros.core.errors import ConfigError
+from depth_ft_ros.errors import ConfigError
+from depth_ft_ros.geometry.camera import PinholeCamera
 from depth_ft_ros.training.losses import (
     flip_horizontal,
     metric_to_model_space,
@@ -95,8 +95,8 @@ def test_flip_augmentation_flips_the_normals_x_sign() -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from depth_ft_ros.cli.demo_bag import write_demo_bag
     from depth_ft_ros.evaluation.tiny import make_tiny_model
-    from depth_ft_ros.tools.demo_bag import write_demo_bag
 
     root = tmp_path_factory.mktemp("finetune")
     write_demo_bag(root / "bag", frames=8, size=(96, 72))
@@ -149,7 +149,7 @@ def test_resume_continues_bit_exactly(demo: dict[str, Path], tmp_path: Path) -> 
 
 
 def test_output_loads_as_the_same_family_with_the_trained_unet(demo: dict[str, Path], tmp_path: Path) -> None:
-    from depth_ft_ros.core.predictor import DepthFtPredictor
+    from depth_ft_ros.model.predictor import DepthFtPredictor
 
     out = tmp_path / "ft_normals_named_folder"  # a misleading folder name must not change the family
     result = Finetuner(options(demo, out, steps=2)).run()
@@ -199,7 +199,7 @@ def proof_run(bag: Path, model: Path, out: Path) -> FinetuneResult:
 @pytest.mark.ros
 def test_proof_finetuning_on_the_demo_bag_improves_held_out_absrel(demo: dict[str, Path], tmp_path: Path) -> None:
     from depth_ft_ros.cli import main
-    from depth_ft_ros.tools.demo_bag import write_demo_bag
+    from depth_ft_ros.cli.demo_bag import write_demo_bag
 
     bag = tmp_path / "bag"
     write_demo_bag(bag, frames=30, size=(160, 120))

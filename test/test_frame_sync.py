@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from depth_ft_ros.core.frame_sync import LatestSlot, LatestSlots, StampBuffer
+from depth_ft_ros.frame.sync import LatestSlot, LatestSlots, StampBuffer
 
 
 def test_latest_slot_keeps_newest_and_counts_drops() -> None:
@@ -50,7 +50,7 @@ def test_stamp_buffer_waits_for_late_message() -> None:
 
 
 def test_nearest_index_in_sorted_stamps() -> None:
-    from depth_ft_ros.core.frame_sync import nearest_index
+    from depth_ft_ros.frame.sync import nearest_index
 
     stamps = [100, 200, 300]
     assert nearest_index(stamps, 240, 50) == 1  # 200 is 40 away, 300 is 60

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.errors import InputError
 from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
 

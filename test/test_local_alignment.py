@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_ft_ros.core.alignment import MetricAligner, align, align_detailed
-from depth_ft_ros.core.config import NodeConfig
-from depth_ft_ros.core.local_alignment import local_refine
-from depth_ft_ros.core.pipeline import aligner_settings
-from depth_ft_ros.core.sparse import project_sparse_points
+from depth_ft_ros.alignment.aligner import MetricAligner, align, align_detailed
+from depth_ft_ros.alignment.local import local_refine
+from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.metrics import depth_metrics
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
 from depth_ft_ros.evaluation.synthetic import make_relative
+from depth_ft_ros.frame.processor import aligner_settings
+from depth_ft_ros.geometry.sparse import project_sparse_points
 
 
 def _points(pattern: str, seed: int, outliers: float = 0.0):
@@ -159,7 +159,7 @@ def test_grid_blur_against_scipy_gaussian() -> None:
     # on 2x2-averaged blocks: within 10 % of the peak anywhere and 2.5 % on average.
     from scipy import ndimage
 
-    from depth_ft_ros.core.local_alignment import _blur
+    from depth_ft_ros.alignment.local import _blur
 
     rng = np.random.default_rng(0)
     grid = np.zeros((60, 80, 1), np.float32)

@@ -11,9 +11,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from depth_ft_ros.core.alignment import AlignerSettings, MetricAligner
-from depth_ft_ros.core.enums import AlignmentMethod, AlignmentState
-from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.alignment.aligner import AlignerSettings, MetricAligner
+from depth_ft_ros.enums import AlignmentMethod, AlignmentState
+from depth_ft_ros.errors import InputError
 
 S_NS = 1_000_000_000
 H, W = 60, 80

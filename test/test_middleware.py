@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from depth_ft_ros.ros.middleware import PUBLICATION_MODE_VAR, prefer_async_publication
+from depth_ft_ros.node.middleware import PUBLICATION_MODE_VAR, prefer_async_publication
 
 
 def test_async_publication_is_the_default_but_a_users_choice_wins() -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from predictor_fixtures import cached_predictor, random_rgb
 
-from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.core.models import Models
+from depth_ft_ros.errors import InputError
+from depth_ft_ros.model.networks import Models
 
 
 @pytest.fixture(scope="module")

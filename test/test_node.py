@@ -92,7 +92,7 @@ def test_outputs_follow_rep118_and_align_to_lidar(ros_graph: Any) -> None:
     ratio = float(values["alignment.heldout_ratio"])
     assert values["alignment.method"] == ("local" if ratio <= 0.9 else "global")
     assert values["extrinsics"] == "static parameters"
-    from depth_ft_ros.ros.image_codec import load_cv_bridge  # needs sensor_msgs: imported inside ROS tests
+    from depth_ft_ros.msgs.image_codec import load_cv_bridge  # needs sensor_msgs: imported inside ROS tests
 
     assert values["image_conversion"] == ("cv_bridge" if load_cv_bridge() else "numpy")
     assert int(values["alignment.points_used"]) > 500
@@ -224,7 +224,7 @@ def test_overload_keeps_latency_bounded_and_counts_drops(ros_graph: Any) -> None
 def test_params_file_loads_and_invalid_values_are_rejected(ros_graph: Any) -> None:
     from rclpy.parameter import Parameter
 
-    from depth_ft_ros.ros.node import DepthFtNode
+    from depth_ft_ros.node.node import DepthFtNode
 
     node = DepthFtNode(context=ros_graph.context, cli_args=["--ros-args", "--params-file",
                                                             str(REPO / "config/depth_ft.yaml")])
@@ -248,7 +248,7 @@ def test_invalid_configuration_fails_at_start(tmp_path: Path, yaml_text: str, ex
     params.write_text(f"/**:\n  ros__parameters:\n    {yaml_text}\n")
     if "depth_model" not in yaml_text:
         params.write_text(params.read_text() + "    depth_model: some/model\n")
-    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.ros.node", "--ros-args", "--params-file",
+    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "--params-file",
                            str(params)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert expected in proc.stderr
@@ -257,7 +257,7 @@ def test_invalid_configuration_fails_at_start(tmp_path: Path, yaml_text: str, ex
 
 def test_missing_model_fails_configure_with_the_fetch_command(tmp_path: Path) -> None:
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.ros.node", "--ros-args", "-p",
+    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "-p",
                            "depth_model:=nobody/no-such-model"], capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, **env})
     assert proc.returncode == 1
@@ -266,18 +266,18 @@ def test_missing_model_fails_configure_with_the_fetch_command(tmp_path: Path) ->
 
 def test_node_process_started_as_users_do_publishes_over_dds(ros_graph: Any, tmp_path: Path) -> None:
     """depth_ft_node's main() in its own process (as `ros2 run` starts it): outputs reach this process, and,
-    with no choice in the environment, it asked Fast DDS for asynchronous publication (ros/middleware.py)."""
+    with no choice in the environment, it asked Fast DDS for asynchronous publication (node/middleware.py)."""
     import os
     import signal
 
     import yaml
 
-    from depth_ft_ros.ros.middleware import PUBLICATION_MODE_VAR
+    from depth_ft_ros.node.middleware import PUBLICATION_MODE_VAR
 
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"/**": {"ros__parameters": node_params(alignment="global")}}))
     env = {k: v for k, v in os.environ.items() if k != PUBLICATION_MODE_VAR}
-    proc = subprocess.Popen([sys.executable, "-m", "depth_ft_ros.ros.node", "--ros-args", "--params-file",
+    proc = subprocess.Popen([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "--params-file",
                              str(params)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         watcher = ros_graph.node("process_watcher")

@@ -30,9 +30,9 @@ from node_fixtures import (
 )
 from scipy.spatial.transform import Rotation
 
-from depth_ft_ros.core.camera import PinholeCamera
 from depth_ft_ros.evaluation.lidar_sim import lidar_scan_in_lidar_frame, make_T_camera_lidar
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
+from depth_ft_ros.geometry.camera import PinholeCamera
 
 pytestmark = pytest.mark.ros
 TEST_DIR = Path(__file__).resolve().parent
@@ -228,7 +228,7 @@ def test_invalid_camera_parameters_fail_at_start_naming_them(tmp_path: Path) -> 
     for yaml_text, expected in cases:
         params = tmp_path / "params.yaml"
         params.write_text(f"/**:\n  ros__parameters:\n    depth_model: some/model\n    {yaml_text}\n")
-        proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.ros.node", "--ros-args", "--params-file",
+        proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "--params-file",
                                str(params)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, (yaml_text, proc.stderr)
         assert expected in proc.stderr, (yaml_text, proc.stderr)
@@ -243,7 +243,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from node_fixtures import node_params
 import test_node_cameras as t
-from depth_ft_ros.ros.node import DepthFtNode
+from depth_ft_ros.node.node import DepthFtNode
 
 cameras = {cameras!r}
 rclpy.init()

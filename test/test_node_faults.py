@@ -280,7 +280,7 @@ def test_model_load_errors_name_the_parameter(ros_graph: Any, tmp_path: Path, ba
     from rcl_interfaces.msg import Log
     from rclpy.parameter import Parameter
 
-    from depth_ft_ros.ros.node import DepthFtNode
+    from depth_ft_ros.node.node import DepthFtNode
 
     folder = tmp_path / bad_folder
     if bad_folder == "no_model_index":
@@ -307,7 +307,7 @@ def test_model_load_errors_name_the_parameter(ros_graph: Any, tmp_path: Path, ba
 
 @pytest.mark.parametrize("argument", ["depth_model:=", "depth_model", "max_depth:=[1,"])
 def test_main_with_a_malformed_argument_exits_with_a_message(argument: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.ros.node", "--ros-args", "-p", argument],
+    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "-p", argument],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert f"depth_ft_node: invalid ROS arguments: Couldn't parse parameter override rule: '-p {argument}'" \

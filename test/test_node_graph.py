@@ -140,7 +140,7 @@ def test_models_that_fail_to_load_are_error(ros_graph: Any, tmp_path: Any) -> No
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.parameter import Parameter
 
-    from depth_ft_ros.ros.node import DepthFtNode
+    from depth_ft_ros.node.node import DepthFtNode
 
     listener = ros_graph.node("error_listener")
     received = ros_graph.collect(listener, DiagnosticArray, "/diagnostics")

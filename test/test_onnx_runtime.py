@@ -28,18 +28,18 @@ onnx = pytest.importorskip("onnx")
 
 from predictor_fixtures import random_rgb, tiny_model  # noqa: E402
 
-from depth_ft_ros.core.errors import ConfigError, InputError  # noqa: E402
-from depth_ft_ros.core.families import FAMILIES  # noqa: E402
-from depth_ft_ros.core.onnx_runtime import (  # noqa: E402
+from depth_ft_ros.errors import ConfigError, InputError  # noqa: E402
+from depth_ft_ros.export.onnx_export import export_onnx  # noqa: E402
+from depth_ft_ros.model.families import FAMILIES  # noqa: E402
+from depth_ft_ros.model.onnx.runtime import (  # noqa: E402
     MANIFEST_NAME,
     PROVIDER_NAMES,
     ProbeMismatchError,
     read_manifest,
     resolve_providers,
 )
-from depth_ft_ros.core.predictor import DepthFtPredictor  # noqa: E402
-from depth_ft_ros.core.stages import TorchStages  # noqa: E402
-from depth_ft_ros.export.onnx_export import export_onnx  # noqa: E402
+from depth_ft_ros.model.predictor import DepthFtPredictor  # noqa: E402
+from depth_ft_ros.model.stages import TorchStages  # noqa: E402
 
 _ROOT = Path(tempfile.mkdtemp(prefix="depth_ft_onnx_test_"))
 STAGE_TOLERANCE = 1e-4  # the bound for one stage on the same input
@@ -180,7 +180,7 @@ def test_probe_refuses_altered_weights_and_accepts_the_unaltered_export(
     _alter_weights(altered, "decoder.onnx", 1.01)
     with pytest.raises(ProbeMismatchError, match=r"stage decode differs .* by [0-9.e-]+ \(max abs\), tolerance"):
         DepthFtPredictor.from_pretrained(altered, processing_resolution=384)
-    with caplog.at_level(logging.WARNING, logger="depth_ft_ros.core.onnx_runtime"):
+    with caplog.at_level(logging.WARNING, logger="depth_ft_ros.model.onnx.runtime"):
         warned = DepthFtPredictor.from_pretrained(altered, processing_resolution=384, onnx_probe="warn")
     assert "stage decode differs" in caplog.text and "stage unet" not in caplog.text
     assert warned.predict(random_rgb(480, 640)).depth is not None
@@ -224,7 +224,7 @@ def test_manifest_records_what_was_exported() -> None:
     assert (data["family"], data["space"], data["dtype"], data["processing_hw"]) == (
         "e2e-ft-depth", "depth", "fp32", [288, 384])
     assert data["exporter"]["opset"] == 17 and data["exporter"]["torch"] == torch.__version__
-    from depth_ft_ros.core.onnx_runtime import sha256_file
+    from depth_ft_ros.model.onnx.runtime import sha256_file
 
     for entry in data["stages"].values():
         assert entry["sha256"][entry["file"]] == sha256_file(export_dir / entry["file"])

@@ -8,10 +8,10 @@ import pytest
 from node_fixtures import scene
 from predictor_fixtures import cached_predictor
 
-from depth_ft_ros.core.config import NodeConfig
-from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.core.models import Models
-from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, camera_for_image
+from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.errors import InputError
+from depth_ft_ros.frame.processor import FrameInput, FramePipeline, camera_for_image
+from depth_ft_ros.model.networks import Models
 
 S_NS = 1_000_000_000
 

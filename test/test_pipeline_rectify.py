@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from predictor_fixtures import cached_predictor
 
-from depth_ft_ros.core.camera import PinholeCamera
-from depth_ft_ros.core.config import NodeConfig
-from depth_ft_ros.core.models import Models
-from depth_ft_ros.core.pipeline import FrameInput, FramePipeline, Outputs
-from depth_ft_ros.core.predictor import Prediction
+from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.frame.processor import FrameInput, FramePipeline, Outputs
+from depth_ft_ros.geometry.camera import PinholeCamera
+from depth_ft_ros.model.networks import Models
+from depth_ft_ros.model.predictor import Prediction
 
 W, H = 96, 72
 K = np.array([[80.0, 0.0, 47.5], [0.0, 79.0, 36.0], [0.0, 0.0, 1.0]])

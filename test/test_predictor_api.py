@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from predictor_fixtures import cached_predictor, random_rgb, tiny_model
 from skimage.data import stereo_motorcycle
 
-from depth_ft_ros.core.errors import ConfigError
-from depth_ft_ros.core.families import FAMILIES, LEFT_UP_BACK, RIGHT_UP_BACK, to_optical_frame
-from depth_ft_ros.core.families.checkpoint import EMBEDDING_FILE
-from depth_ft_ros.core.families.published import PUBLISHED
-from depth_ft_ros.core.predictor import DepthFtPredictor, Prediction
+from depth_ft_ros.errors import ConfigError
 from depth_ft_ros.evaluation.tiny import make_tiny_model
+from depth_ft_ros.model.families import FAMILIES, LEFT_UP_BACK, RIGHT_UP_BACK, to_optical_frame
+from depth_ft_ros.model.families.checkpoint import EMBEDDING_FILE
+from depth_ft_ros.model.families.published import PUBLISHED
+from depth_ft_ros.model.predictor import DepthFtPredictor, Prediction
 
 STAGES = {"preprocess", "encode", "unet", "decode", "postprocess", "total"}
 

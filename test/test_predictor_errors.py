@@ -9,8 +9,8 @@ import pytest
 import torch
 from predictor_fixtures import cached_predictor, tiny_model
 
-from depth_ft_ros.core.errors import ConfigError, InputError, ModelLoadError
-from depth_ft_ros.core.predictor import DepthFtPredictor
+from depth_ft_ros.errors import ConfigError, InputError, ModelLoadError
+from depth_ft_ros.model.predictor import DepthFtPredictor
 
 
 def test_missing_folder(tmp_path):

@@ -18,8 +18,8 @@ import pytest
 import torch
 from predictor_fixtures import cached_predictor, random_rgb, tiny_model
 
-from depth_ft_ros.core.families import FAMILIES
-from depth_ft_ros.core.predictor import DepthFtPredictor
+from depth_ft_ros.model.families import FAMILIES
+from depth_ft_ros.model.predictor import DepthFtPredictor
 
 FACING_CAMERA = (0.0, 0.0, -1.0)
 UP_IN_IMAGE = (0.0, -1.0, 0.0)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from predictor_fixtures import cached_predictor, diffusers_parts, random_rgb, rgb_to_unit_tensor, tiny_model
 from skimage.data import stereo_motorcycle
 
-from depth_ft_ros.core.predictor import DepthFtPredictor
+from depth_ft_ros.model.predictor import DepthFtPredictor
 
 FP32_TOL = 1e-5
 # Normals of a random tiny network: where the decoded vector is nearly zero, normalising amplifies
@@ -68,7 +68,7 @@ def _run_diffusers(pipe, rgb: np.ndarray, processing_resolution: int, steps: int
 
 def _frame(name: str) -> np.ndarray:
     if name == "middlebury":
-        return stereo_motorcycle()[0]  # Middlebury 2014 Motorcycle, 741x500 (core/middlebury.py's frame)
+        return stereo_motorcycle()[0]  # Middlebury 2014 Motorcycle, 741x500 (evaluation/middlebury.py's frame)
     width, height = (int(v) for v in name.split("x"))
     return random_rgb(height, width, seed=1)
 

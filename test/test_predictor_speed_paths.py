@@ -13,7 +13,7 @@ import pytest
 import torch
 from predictor_fixtures import cached_predictor, random_rgb, tiny_model
 
-from depth_ft_ros.core.predictor import DepthFtPredictor
+from depth_ft_ros.model.predictor import DepthFtPredictor
 
 RESOLUTION = 128
 DEPTH_FP32_TOL = 5e-5  # channels_last kernels sum in another order: 1.3e-5 seen (4-level tiny UNet)

@@ -7,7 +7,7 @@ import re
 from predictor_fixtures import tiny_model
 
 from depth_ft_ros.cli import main
-from depth_ft_ros.core.predictor import DepthFtPredictor
+from depth_ft_ros.model.predictor import DepthFtPredictor
 
 
 def test_make_tiny_model_verb(tmp_path, capsys):

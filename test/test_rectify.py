@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from depth_ft_ros.core.camera import PinholeCamera
-from depth_ft_ros.core.rectify import Rectifier
+from depth_ft_ros.geometry.camera import PinholeCamera
+from depth_ft_ros.geometry.rectify import Rectifier
 
 W, H = 160, 120
 K = np.array([[120.0, 0.0, 79.5], [0.0, 118.0, 61.0], [0.0, 0.0, 1.0]])

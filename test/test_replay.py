@@ -38,7 +38,7 @@ FRAMES = 6
 NS = "/depth_ft"
 PER_FRAME = ("depth/image", "depth/camera_info", "normals/image", "normals/camera_info", "points")
 FAST = ["--param", "processing_resolution=96"]  # the tiny network at the image's own size
-# As `make demo` runs the random tiny checkpoints (depth_ft_ros/tools/demo.py): their maps are noise, so the cloud
+# As `make demo` runs the random tiny checkpoints (depth_ft_ros/cli/demo.py): their maps are noise, so the cloud
 # filters would drop most pixels as depth edges / low confidence.
 LIDAR_ONLY = ["--param", "alignment=local", "--param", "local_heldout_ratio=100.0", "--param", "alignment_fit=scale",
               "--param", "cloud_edge_filter=false",
@@ -101,7 +101,7 @@ def ground_truth_network(in_bag: Path) -> Iterator[None]:
     """Depth checkpoints return the bag's ground truth for its frames (found by the image bytes) as relative
     depth: (gt - lo) / (hi - lo) with one lo, hi for the whole bag (a model stable from frame to frame, so the
     node's temporal smoothing of scale/shift is exact too); pixels without ground truth read as far (1)."""
-    from depth_ft_ros.core.predictor import DepthFtPredictor
+    from depth_ft_ros.model.predictor import DepthFtPredictor
 
     msgs = read_bag(in_bag)
     gts = [float_image(m).astype(np.float32) for m in msgs["/camera/depth_gt"]]
@@ -127,8 +127,8 @@ def ground_truth_network(in_bag: Path) -> Iterator[None]:
 
 def with_odometry_tf(demo_bag: Path, out: Path) -> Path:
     """The demo bag plus a moving odom -> base_link on /tf at each image stamp, as a robot records it."""
-    from depth_ft_ros.bag import messages
-    from depth_ft_ros.bag.rosbag_io import BagReader, BagWriter
+    from depth_ft_ros.replay import messages
+    from depth_ft_ros.replay.rosbag_io import BagReader, BagWriter
 
     writer = BagWriter(out)
     with BagReader(demo_bag) as bag:

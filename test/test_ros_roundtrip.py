@@ -1,4 +1,4 @@
-"""Messages built by depth_ft_ros.ros.convert survive real DDS serialization (rclpy + the installed RMW).
+"""Messages built by depth_ft_ros.msgs.convert survive real DDS serialization (rclpy + the installed RMW).
 
 Also checks the conftest isolation (own domain, localhost-only discovery) that every graph test relies on.
 """
@@ -15,7 +15,7 @@ pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs not importable (needs
 from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 
-from depth_ft_ros.ros import convert
+from depth_ft_ros.msgs import convert
 
 pytestmark = pytest.mark.ros
 

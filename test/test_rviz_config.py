@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from depth_ft_ros.ros.rviz_config import render_rviz_config
+from depth_ft_ros.node.rviz_config import render_rviz_config
 
 RVIZ = Path(__file__).resolve().parents[1] / "config" / "depth_ft.rviz"
 # What the node publishes (README's topic table; image_transport pairing of depth/image with depth/camera_info).

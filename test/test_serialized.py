@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.errors import InputError
 
 pytest.importorskip("rclpy", exc_type=ImportError)
 
@@ -33,7 +33,7 @@ def real_messages() -> dict[str, Any]:
     """One of each message the node subscribes to, filled as drivers fill them."""
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
-    from depth_ft_ros.ros.msg_buffer import as_byte_array
+    from depth_ft_ros.msgs.msg_buffer import as_byte_array
 
     image = Image(header=_header(), height=480, width=640, encoding="rgb8", step=1920)
     image.data = as_byte_array(np.full((480, 640, 3), 7, np.uint8))
@@ -53,7 +53,7 @@ def real_messages() -> dict[str, Any]:
 def test_stamp_and_frame_of_little_endian_messages_as_rclpy_serializes_them(topic: str) -> None:
     from rclpy.serialization import serialize_message
 
-    from depth_ft_ros.ros.serialized import read_header, read_stamp_ns
+    from depth_ft_ros.msgs.serialized import read_header, read_stamp_ns
 
     msg = real_messages()[topic]
     data = serialize_message(msg)
@@ -67,7 +67,7 @@ def test_stamp_edge_values(stamp: tuple[int, int]) -> None:
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import CameraInfo
 
-    from depth_ft_ros.ros.serialized import read_stamp_ns
+    from depth_ft_ros.msgs.serialized import read_stamp_ns
 
     data = serialize_message(CameraInfo(header=_header(stamp=stamp)))
     assert read_stamp_ns(data, "camera_info") == stamp[0] * 1_000_000_000 + stamp[1]
@@ -79,7 +79,7 @@ def test_big_endian_message_from_an_independent_serializer() -> None:
     from rosbags.typesys import Stores, get_typestore
     from sensor_msgs.msg import Image
 
-    from depth_ft_ros.ros.serialized import read_header
+    from depth_ft_ros.msgs.serialized import read_header
 
     store = get_typestore(Stores.ROS2_HUMBLE)
     header = store.types["std_msgs/msg/Header"](stamp=store.types["builtin_interfaces/msg/Time"](
@@ -101,7 +101,7 @@ def test_plain_cdr2_header_sits_where_fast_cdr_reads_it() -> None:
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
 
-    from depth_ft_ros.ros.serialized import read_header
+    from depth_ft_ros.msgs.serialized import read_header
 
     data = serialize_message(real_messages()["image"])
     cdr2 = data[:1] + b"\x07" + data[2:]
@@ -115,7 +115,7 @@ def test_plain_cdr2_header_sits_where_fast_cdr_reads_it() -> None:
 def test_encodings_with_headers_before_the_stamp_are_refused_by_name(kind: int, name: str) -> None:
     from rclpy.serialization import serialize_message
 
-    from depth_ft_ros.ros.serialized import read_stamp_ns
+    from depth_ft_ros.msgs.serialized import read_stamp_ns
 
     data = bytearray(serialize_message(real_messages()["camera_info"]))
     data[1] = kind
@@ -130,7 +130,7 @@ def test_encodings_with_headers_before_the_stamp_are_refused_by_name(kind: int, 
 def test_truncated_bytes_name_the_topic(length: int) -> None:
     from rclpy.serialization import serialize_message
 
-    from depth_ft_ros.ros.serialized import read_header, read_stamp_ns
+    from depth_ft_ros.msgs.serialized import read_header, read_stamp_ns
 
     data = serialize_message(real_messages()["image"])[:length]
     with pytest.raises(InputError, match=r"^cam/image: serialized message of \d+ bytes"):
@@ -142,7 +142,7 @@ def test_truncated_bytes_name_the_topic(length: int) -> None:
 def test_frame_id_cut_short_and_bad_nanoseconds_are_refused() -> None:
     from rclpy.serialization import serialize_message
 
-    from depth_ft_ros.ros.serialized import read_header, read_stamp_ns
+    from depth_ft_ros.msgs.serialized import read_header, read_stamp_ns
 
     data = serialize_message(real_messages()["camera_info"])
     with pytest.raises(InputError, match=r"camera_info: header\.frame_id length 21 does not fit the 20-byte"):
@@ -157,7 +157,7 @@ def test_serialized_message_deserializes_once_and_names_the_topic_when_it_cannot
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image
 
-    from depth_ft_ros.ros.serialized import SerializedMessage
+    from depth_ft_ros.msgs.serialized import SerializedMessage
 
     original = real_messages()["image"]
     data = serialize_message(original)
@@ -182,8 +182,8 @@ def test_raw_input_subscription_receives_bytes_with_the_stamp(ros_graph: Any) ->
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image
 
-    from depth_ft_ros.ros.input_qos import InputSubscriptions
-    from depth_ft_ros.ros.serialized import SerializedMessage
+    from depth_ft_ros.msgs.serialized import SerializedMessage
+    from depth_ft_ros.node.input_qos import InputSubscriptions
 
     driver = ros_graph.node("raw_camera_driver")
     pub = driver.create_publisher(Image, "image", QoSProfile(depth=10))

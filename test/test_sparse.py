@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from depth_ft_ros.core.camera import PinholeCamera
-from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.core.sparse import project_sparse_points, see_through_mask, sparse_from_depth_image, transform_points
+from depth_ft_ros.errors import InputError
 from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
+from depth_ft_ros.geometry.camera import PinholeCamera
+from depth_ft_ros.geometry.sparse import (
+    project_sparse_points,
+    see_through_mask,
+    sparse_from_depth_image,
+    transform_points,
+)
 
 CAM = PinholeCamera.from_intrinsics(100.0, 100.0, 49.5, 39.5, 100, 80)
 

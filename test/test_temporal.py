@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from depth_ft_ros.core.alignment import FitResult
-from depth_ft_ros.core.errors import ConfigError
-from depth_ft_ros.core.temporal import FilterAction, ScaleShiftFilter
+from depth_ft_ros.alignment.aligner import FitResult
+from depth_ft_ros.alignment.temporal import FilterAction, ScaleShiftFilter
+from depth_ft_ros.errors import ConfigError
 
 S = 1_000_000_000  # ns per second
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from depth_ft_ros.core.threads import torch_thread_count
+from depth_ft_ros.model.threads import torch_thread_count
 
 
 @pytest.mark.parametrize("cpus", [1, 2, 7, 64])
@@ -34,14 +34,14 @@ def test_available_cpus_follows_the_affinity_mask() -> None:
     """Under taskset / a cpuset the process may use fewer cores than os.cpu_count() reports."""
     got = _run("import json, os\n"
                "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
-               "from depth_ft_ros.core.threads import available_cpus\n"
+               "from depth_ft_ros.model.threads import available_cpus\n"
                "print(json.dumps({'cpus': available_cpus()}))")
     assert got == {"cpus": 1}
 
 
 def test_apply_sets_torch_threads_and_reports_a_late_interop_change() -> None:
     got = _run("import json, torch\n"
-               "from depth_ft_ros.core.threads import apply_torch_threads\n"
+               "from depth_ft_ros.model.threads import apply_torch_threads\n"
                "first = apply_torch_threads(0, 'cpu', cpus=4)\n"
                "torch.ones(256, 256) @ torch.ones(256, 256)\n"
                "second = apply_torch_threads(2, 'cpu', cpus=4)\n"

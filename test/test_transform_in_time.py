@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from depth_ft_ros.core.camera import PinholeCamera
-from depth_ft_ros.core.pose import transform_in_time
-from depth_ft_ros.core.sparse import transform_points
+from depth_ft_ros.geometry.camera import PinholeCamera
+from depth_ft_ros.geometry.pose import transform_in_time
+from depth_ft_ros.geometry.sparse import transform_points
 
 SPEED_M_S, YAW_RATE = 2.0, 0.5
 IMAGE_NS, SWEEP_NS = 1_000_000_000, 950_000_000
@@ -68,7 +68,7 @@ def test_tf2_lookup_transform_full_agrees() -> None:
     from rclpy.duration import Duration
     from rclpy.time import Time
 
-    from depth_ft_ros.core.pose import matrix_to_pose
+    from depth_ft_ros.geometry.pose import matrix_to_pose
 
     buffer = tf2_ros.Buffer()
     for stamp_ns in range(900_000_000, 1_050_000_001, 10_000_000):

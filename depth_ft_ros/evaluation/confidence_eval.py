@@ -34,16 +34,16 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from depth_ft_ros.core.alignment import MetricAligner
-from depth_ft_ros.core.camera import PinholeCamera
-from depth_ft_ros.core.confidence import ConfidenceSettings, cloud_keep_mask, confidence_map, depth_edges
-from depth_ft_ros.core.config import NodeConfig
-from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.core.pipeline import aligner_settings
-from depth_ft_ros.core.sparse import project_sparse_points
+from depth_ft_ros.alignment.aligner import MetricAligner
+from depth_ft_ros.alignment.confidence import ConfidenceSettings, cloud_keep_mask, confidence_map, depth_edges
+from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.errors import InputError
 from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
 from depth_ft_ros.evaluation.synthetic import make_relative
+from depth_ft_ros.frame.processor import aligner_settings
+from depth_ft_ros.geometry.camera import PinholeCamera
+from depth_ft_ros.geometry.sparse import project_sparse_points
 
 FRACTIONS = np.round(np.arange(100) / 100, 2)  # 0.00 .. 0.99
 ORDERS = ("confidence", "distance", "random", "oracle")

@@ -14,8 +14,8 @@ import math
 import cv2
 import numpy as np
 
-from depth_ft_ros.core.camera import PinholeCamera
-from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.errors import InputError
+from depth_ft_ros.geometry.camera import PinholeCamera
 
 # Rotation taking LiDAR body axes (x fwd, y left, z up) to camera optical axes (x right, y down, z fwd).
 R_OPTICAL_FROM_BODY = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.errors import InputError
 
 
 def depth_metrics(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depth_ft_ros.core.camera import PinholeCamera
+from depth_ft_ros.geometry.camera import PinholeCamera
 
 FOCAL_PX = 994.978
 CX_PX = 311.193

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from depth_ft_ros.core.errors import InputError
+from depth_ft_ros.errors import InputError
 
 KINDS = ("noise", "smooth", "both")
 

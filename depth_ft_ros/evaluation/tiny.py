@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from depth_ft_ros.core.families import FAMILIES, get_family
-from depth_ft_ros.core.families.checkpoint import quiet_hf_progress
-from depth_ft_ros.core.families.published import (
+from depth_ft_ros.model.families import FAMILIES, get_family
+from depth_ft_ros.model.families.checkpoint import quiet_hf_progress
+from depth_ft_ros.model.families.published import (
     PUBLISHED,
     SD2_DOWN_BLOCKS,
     SD2_UP_BLOCKS,

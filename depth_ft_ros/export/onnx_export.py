@@ -1,7 +1,7 @@
 """Export one checkpoint's three network stages as ONNX graphs for a fixed processing size, plus the
-manifest and the probe that core/onnx_runtime.py checks at load.
+manifest and the probe that model/onnx/runtime.py checks at load.
 
-The graphs are traces of core/stages.py's TorchStages (the functions the torch runtime runs): the VAE
+The graphs are traces of model/stages.py's TorchStages (the functions the torch runtime runs): the VAE
 encoder to the scaled latent mean; the family's denoise (UNet at t=999 with the empty-text embedding and,
 for Lotus, the task label baked in as constants, then the family's x0 read-out; Marigold few-step: its
 whole trailing DDIM loop); the VAE decoder with the family's read-out. Batch 1, inputs and outputs
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from depth_ft_ros.core.errors import ConfigError
-from depth_ft_ros.core.families import checkpoint as ckpt
-from depth_ft_ros.core.onnx_runtime import (
+from depth_ft_ros.errors import ConfigError
+from depth_ft_ros.model.families import checkpoint as ckpt
+from depth_ft_ros.model.onnx.runtime import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -36,8 +36,8 @@ from depth_ft_ros.core.onnx_runtime import (
     STAGE_IO,
     sha256_file,
 )
-from depth_ft_ros.core.predictor import DepthFtPredictor
-from depth_ft_ros.core.stages import TorchStages
+from depth_ft_ros.model.predictor import DepthFtPredictor
+from depth_ft_ros.model.stages import TorchStages
 
 EXTERNAL_DATA_BYTES = 2 * 1024**3
 DEFAULT_OPSET = 17

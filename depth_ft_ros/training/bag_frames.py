@@ -18,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from depth_ft_ros.bag import messages as m
-from depth_ft_ros.bag.rosbag_io import BagError, BagReader
-from depth_ft_ros.bag.topics import choose_topics
-from depth_ft_ros.bag.transforms import lookup_static
-from depth_ft_ros.core.camera import PinholeCamera
-from depth_ft_ros.core.config import NodeConfig
-from depth_ft_ros.core.errors import InputError
-from depth_ft_ros.core.frame_sync import nearest_index
-from depth_ft_ros.core.sparse import SparsePoints, project_sparse_points, transform_points
+from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.errors import InputError
+from depth_ft_ros.frame.sync import nearest_index
+from depth_ft_ros.geometry.camera import PinholeCamera
+from depth_ft_ros.geometry.sparse import SparsePoints, project_sparse_points, transform_points
+from depth_ft_ros.replay import messages as m
+from depth_ft_ros.replay.rosbag_io import BagError, BagReader
+from depth_ft_ros.replay.topics import choose_topics
+from depth_ft_ros.replay.transforms import lookup_static
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class BagFrames:
 
 
 def _decode_rgb(msg: Any, msgtype: str) -> np.ndarray:
-    from depth_ft_ros.ros import image_codec
+    from depth_ft_ros.msgs import image_codec
 
     if msgtype == m.COMPRESSED_IMAGE:
         return np.array(image_codec.compressed_to_rgb(msg))
@@ -68,9 +68,9 @@ def _decode_rgb(msg: Any, msgtype: str) -> np.ndarray:
 def read_bag_frames(path: str | Path, flags: TopicFlags = TopicFlags(), config: NodeConfig | None = None,
                     require_points: bool = True) -> BagFrames:
     """All usable frames of one bag, in time order. Raises BagError when the bag or its topics do not fit."""
-    from depth_ft_ros.ros.camera_info import camera_info_to_camera
-    from depth_ft_ros.ros.cloud_msg import pointcloud2_to_xyz
-    from depth_ft_ros.ros.image_codec import depth_image_to_metres
+    from depth_ft_ros.msgs.camera_info import camera_info_to_camera
+    from depth_ft_ros.msgs.cloud_msg import pointcloud2_to_xyz
+    from depth_ft_ros.msgs.image_codec import depth_image_to_metres
 
     cfg = config or NodeConfig()
     tolerance_ns = int(cfg.sync_tolerance * 1e9)

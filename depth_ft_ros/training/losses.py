@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from depth_ft_ros.core.camera import PinholeCamera
+from depth_ft_ros.geometry.camera import PinholeCamera
 
 QUANTILES = (0.02, 0.98)
 MIN_TARGET_PIXELS = 8  # fewer metric pixels: the image gives no depth loss

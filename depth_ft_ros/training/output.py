@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from depth_ft_ros.core.families import FamilySpec
+from depth_ft_ros.model.families import FamilySpec
 
 SKIP = {"unet", "README.md", "checkpoints", "trainer_state.json"}
 

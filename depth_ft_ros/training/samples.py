@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from depth_ft_ros.core.families import NormalsFrame
-from depth_ft_ros.core.network_input import pad_to_multiple, processing_size, to_network_input
-from depth_ft_ros.core.sparse import SparsePoints, sparse_from_depth_image
+from depth_ft_ros.geometry.sparse import SparsePoints, sparse_from_depth_image
+from depth_ft_ros.model.families import NormalsFrame
+from depth_ft_ros.model.network_input import pad_to_multiple, processing_size, to_network_input
 from depth_ft_ros.training.bag_frames import BagFrame
 from depth_ft_ros.training.losses import flip_horizontal, normals_from_depth
 

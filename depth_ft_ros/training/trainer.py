@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from depth_ft_ros.core.errors import ConfigError
-from depth_ft_ros.core.stages import TorchStages
+from depth_ft_ros.errors import ConfigError
+from depth_ft_ros.model.stages import TorchStages
 from depth_ft_ros.training.bag_frames import BagFrame, TopicFlags, read_bag_frames
 from depth_ft_ros.training.losses import angular_loss, metric_to_model_space, ssi_l1_loss
 from depth_ft_ros.training.samples import TrainSample, augment, collate, make_sample, split_by_time
@@ -158,8 +158,8 @@ class Finetuner:
     def _load(self) -> None:
         from accelerate import Accelerator
 
-        from depth_ft_ros.core.families import get_family
-        from depth_ft_ros.core.predictor import DepthFtPredictor
+        from depth_ft_ros.model.families import get_family
+        from depth_ft_ros.model.predictor import DepthFtPredictor
 
         o = self.options
         cuda = o.device != "cpu" and torch.cuda.is_available()

@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from depth_ft_ros.core.alignment import AlignmentMethod, MetricAligner
-from depth_ft_ros.core.config import NodeConfig
-from depth_ft_ros.core.pipeline import aligner_settings
+from depth_ft_ros.alignment.aligner import AlignmentMethod, MetricAligner
+from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.evaluation.metrics import depth_metrics
+from depth_ft_ros.frame.processor import aligner_settings
 from depth_ft_ros.training.bag_frames import BagFrame
 from depth_ft_ros.training.losses import normals_from_depth
 from depth_ft_ros.training.samples import sparse_image, split_points
 
 if TYPE_CHECKING:
-    from depth_ft_ros.core.predictor import DepthFtPredictor
+    from depth_ft_ros.model.predictor import DepthFtPredictor
 
 METRICS = ("absrel", "rmse_m", "delta1")
 

@@ -1,0 +1,1 @@
+"""The rclpy host: the lifecycle node, its parameters, subscriptions, publishers and /diagnostics. Needs rclpy."""

@@ -1,0 +1,414 @@
+"""`depth_ft_node`: camera topics in; metric depth, normals and point clouds out, for one camera or several
+(`cameras`) over one copy of the models.
+
+Threading: subscription callbacks only store messages (never block); one worker thread takes the newest image of
+each camera (older unprocessed ones are dropped and counted per camera), waiting at most batch_window for the
+other cameras' frames, pairs each with its camera_info and sparse points by stamp, runs the frames of one size
+through the networks as one batch, then each camera's alignment ... publishing (node/camera_stream.py). The models
+do not run for a camera whose outputs nobody subscribes to.
+
+The worker owns the pipeline. A parameter change is validated once, in the set-parameters callback, and handed
+to the worker as a new config with a generation number; the worker applies it between two frames, so a frame
+runs with one configuration from start to end (frame_config_generations records it for every published frame).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.errors import ConfigError, DepthFtError
+from depth_ft_ros.frame.processor import FramePipeline
+from depth_ft_ros.frame.stats import NodeStats
+from depth_ft_ros.frame.sync import LatestSlot, StampBuffer
+from depth_ft_ros.model.networks import Models
+from depth_ft_ros.msgs import convert, names
+from depth_ft_ros.msgs.serialized import SerializedMessage
+from depth_ft_ros.node.camera_stream import CameraStream, ImageItem, PreparedFrame
+from depth_ft_ros.node.diagnostics import build_status, diagnostic_array
+from depth_ft_ros.node.extrinsics import Extrinsics
+from depth_ft_ros.node.frame_inputs import store_sparse
+from depth_ft_ros.node.input_qos import InputSubscriptions
+from depth_ft_ros.node.middleware import describe_middleware, prefer_async_publication
+from depth_ft_ros.node.params import (
+    CONFIG_PARAMETERS,
+    RECONFIGURE_ONLY,
+    CameraParams,
+    apply_changes,
+    camera_parameter_value,
+    declare_camera_parameters,
+    declare_parameters,
+    live_config,
+    split_camera_parameter,
+)
+from depth_ft_ros.node.publishers import FramePublishers
+from depth_ft_ros.node.worker import FrameWorker
+
+QOS_RECHECK_S = 1.0  # how often `auto` input QoS looks at the publishers again
+
+
+class DepthFtNode(LifecycleNode):
+    def __init__(self, node_name: str = "depth_ft_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        # ConfigError: invalid configuration, fail at start. `config` is what runs; `_declared` holds parameter
+        # changes too, some of which (RECONFIGURE_ONLY) wait for the next configure.
+        self.config: NodeConfig = declare_parameters(self)
+        self._declared = self.config
+        self._camera_params: dict[str, CameraParams] = declare_camera_parameters(self, self.config)
+        self._stats: dict[str, NodeStats] = {}  # per camera name, kept across configure cycles
+        self.streams: list[CameraStream] = self._make_streams(self.config)
+        self.models: Models | None = None  # one copy of each network, shared by every camera
+        self._configure_error = ""  # why the last configure failed (models not loaded): /diagnostics ERROR
+        self._active_since_s = 0.0  # monotonic: last activation
+        self._tf: Extrinsics | None = None  # the tf2 listener the cameras' extrinsics share
+        self._sparse_subs: InputSubscriptions | None = None  # the shared sparse topic (several cameras)
+        self._worker: FrameWorker[ImageItem] | None = None
+        self.worker_join_timeout_s = 30.0  # how long deactivate and a re-activation wait for a busy worker
+        # Parameter hand-over: the callback puts (generation, config); the worker applies it between frames.
+        self._config_lock = threading.Lock()
+        self._pending_config: LatestSlot[tuple[int, NodeConfig]] = LatestSlot()
+        self._generation = 0
+        self._applied: tuple[int, NodeConfig] = (0, self.config)
+        # Per published frame: the config generation the pipeline ran with at its start and at its end (-1: a
+        # config the worker did not apply). Equal pairs = one configuration per frame.
+        self.frame_config_generations: deque[tuple[int, int]] = deque(maxlen=1000)
+        self._middleware = describe_middleware()  # the environment the participant was created with
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
+
+    @property
+    def stats(self) -> NodeStats:
+        """The first (with one camera: the) camera's counters; each camera's are streams[i].stats."""
+        return self.streams[0].stats
+
+    @property
+    def pipeline(self) -> FramePipeline | None:
+        """The first camera's pipeline (its models are every camera's)."""
+        return self.streams[0].pipeline if self.streams else None
+
+    @property
+    def last_alignment(self) -> dict[str, str]:
+        """The first camera's last alignment report (each camera's: streams[i].last_alignment)."""
+        return self.streams[0].last_alignment
+
+    def stream(self, camera: str) -> CameraStream:
+        return next(s for s in self.streams if s.camera == camera)
+
+    def _make_streams(self, cfg: NodeConfig) -> list[CameraStream]:
+        cameras = cfg.cameras or [""]
+        return [CameraStream(c, self._stats.setdefault(c, NodeStats()),
+                             self.get_logger().get_child(c) if c else self.get_logger()) for c in cameras]
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._config_lock:  # no worker runs before activation: the declared values all apply now
+            self._pending_config.take(timeout_s=0.0)
+            cfg = self.config = self._declared
+            self._applied = (self._generation, cfg)
+        try:
+            self._camera_params = declare_camera_parameters(self, cfg)
+            self.models = Models.load(cfg)
+        except DepthFtError as exc:  # names the parameter (depth_model, normals_model, ...)
+            self._configure_error = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # rclpy's lifecycle swallows callback exceptions without a word: say it here
+            self._configure_error = repr(exc)
+            self.get_logger().error(f"configure failed: {exc!r}\n{traceback.format_exc()}")
+            return TransitionCallbackReturn.FAILURE
+        self._configure_error = ""
+        self.streams = self._make_streams(cfg)
+        self._tf = Extrinsics(self, cfg.use_tf, cfg.static_translation, cfg.static_rotation)
+        bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
+        # Reliability per input from the publishers present (auto) or forced (README, "QoS"): best effort lost most
+        # 1 MB images between processes, so it is used only where the publisher itself is best effort. Images
+        # keep the last 5 in the reader: the callbacks only store bytes, so the queue drains at once, and an
+        # executor held up by the worker (several cameras) still sees, and counts, every frame that came.
+        sparse_type, sparse_topic = {"points": (PointCloud2, names.SPARSE_POINTS),
+                                     "depth": (Image, names.SPARSE_DEPTH)}.get(cfg.sparse_input, (None, ""))
+        shared_sparse = bool(cfg.cameras) and not cfg.sparse_per_camera and sparse_type is not None
+        sparse_buffer: StampBuffer[Any] | None = StampBuffer(maxlen=10) if shared_sparse else None
+        compressed = cfg.image_transport == "compressed"
+        for index, stream in enumerate(self.streams):
+            camera = stream.camera
+            statics = self._camera_params.get(camera, {})
+            extrinsics = self._tf.for_camera(statics.get("static_translation", cfg.static_translation),
+                                             statics.get("static_rotation", cfg.static_rotation))
+            stream.attach(FramePipeline(cfg, self.models), FramePublishers(self, cfg.publish_relative, camera),
+                          extrinsics, sparse_buffer, bridge)
+
+            def on_image(msg: Any, index: int = index) -> None:
+                self._on_image(index, msg)
+
+            # Images and sparse messages arrive as bytes (raw): only the ones the worker takes are deserialized.
+            inputs = [(CompressedImage if compressed else Image,
+                       names.of_camera(camera, names.IMAGE_COMPRESSED if compressed else names.IMAGE),
+                       on_image, cfg.image_qos, 5, True),
+                      (CameraInfo, names.of_camera(camera, names.CAMERA_INFO), stream.inputs.on_camera_info,
+                       cfg.camera_info_qos, 10)]
+            if sparse_type is not None and not shared_sparse:
+                inputs.append((sparse_type, names.of_camera(camera, sparse_topic), stream.inputs.on_sparse,
+                               cfg.sparse_qos, 10, True))
+            stream.subs = InputSubscriptions(self, inputs, stream.on_incompatible_qos, QOS_RECHECK_S)
+        if shared_sparse and sparse_buffer is not None:
+            def on_sparse(msg: Any, buffer: StampBuffer[Any] = sparse_buffer) -> None:
+                store_sparse(buffer, msg, [stream.report for stream in self.streams])
+
+            def on_incompatible(topic: str, message: str) -> None:  # every camera lacks its metric points
+                for stream in self.streams:
+                    stream.on_incompatible_qos(topic, message)
+
+            sparse_input = (sparse_type, sparse_topic, on_sparse, cfg.sparse_qos, 10, True)
+            self._sparse_subs = InputSubscriptions(self, [sparse_input], on_incompatible, QOS_RECHECK_S)
+        self.get_logger().info(f"models loaded: {self.models.describe()}"
+                               + (f"; cameras: {', '.join(cfg.cameras)}" if cfg.cameras else ""))
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        old = self._worker
+        if old is not None and not old.join(self.worker_join_timeout_s):
+            busy_s = time.monotonic() - old.busy_since_s if old.busy_since_s is not None else 0.0
+            self.get_logger().error(f"activate refused: the previous worker is still processing a frame (for "
+                                    f"{busy_s:.1f} s); two workers must not share the pipeline. Try again later.")
+            return TransitionCallbackReturn.FAILURE
+        with self._config_lock:
+            self._apply_pending_config()  # changes made while inactive
+            self._worker = FrameWorker(self._handle_batch, self._apply_pending_config, self._discard_frame,
+                                       batch_window_s=self.config.batch_window / 1e3)
+            self._worker.start()
+        self._active_since_s = time.monotonic()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._release()
+        return super().on_shutdown(state)
+
+    def _stop_worker(self) -> None:
+        worker = self._worker
+        if worker is None:
+            return
+        worker.stop()
+        if worker.join(self.worker_join_timeout_s):
+            with self._config_lock:
+                self._worker = None
+        else:  # a frame still in the network (slow CPU): keep its models alive; activation waits for it
+            self.get_logger().warning(f"worker still busy after {self.worker_join_timeout_s:g} s; it stops after "
+                                      "its current frame")
+
+    def destroy_node(self) -> None:
+        self._stop_worker()  # its thread would otherwise outlive the node
+        super().destroy_node()
+
+    def _release(self) -> None:
+        if self._sparse_subs is not None:
+            self._sparse_subs.destroy()
+            self._sparse_subs = None
+        for stream in self.streams:
+            stream.release()
+        if self._tf is not None:
+            self._tf.close()
+            self._tf = None
+        if self.models is not None:
+            if self._worker is not None and self._worker.is_alive():
+                self.get_logger().warning("models not freed: the worker is still running a frame")
+            else:
+                self.models.close()  # frees GPU memory
+            self.models = None
+
+    # -- callbacks: store and return -----------------------------------------------------------------------
+
+    def _on_image(self, index: int, msg: SerializedMessage) -> None:
+        """Store only: the bytes as they came (raw subscription), deserialized if the worker takes them."""
+        stream = self.streams[index]
+        arrival_s = stream.last_image_s = msg.arrival_s
+        stream.stats.frame_in(arrival_s)
+        worker = self._worker
+        if worker is None or worker.stopping:  # configured but not active (lifecycle): counted, not processed
+            stream.stats.drop("inactive")
+            return
+        if worker.put(index, (msg, arrival_s)):
+            stream.stats.drop("superseded")  # a newer frame arrived before the worker was free
+
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        """Validate (once) and hand over; the worker applies the new config between two frames."""
+        ours = [p for p in params if p.name in CONFIG_PARAMETERS]  # use_sim_time etc. belong to rclpy
+        per_camera = [p for p in params if split_camera_parameter(p.name) is not None]
+        try:
+            declared = apply_changes(self._declared, ours) if ours else self._declared
+            camera_values = [(split_camera_parameter(p.name), camera_parameter_value(p)) for p in per_camera]
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        for split, value in camera_values:  # static extrinsics of one camera: one matrix swap, read once per frame
+            assert split is not None
+            camera, field_name = split
+            self._camera_params.setdefault(camera, {})[field_name] = value
+            self._update_camera_statics(camera)
+        if not ours:
+            return SetParametersResult(successful=True)
+        names = {p.name for p in ours}
+        deferred = sorted(names & RECONFIGURE_ONLY)
+        if deferred:
+            self.get_logger().info(f"{', '.join(deferred)} take effect at the next configure")
+        with self._config_lock:
+            self._declared = declared
+            self._generation += 1
+            self._pending_config.put((self._generation, live_config(declared, self._applied[1])))
+            if self._worker is None:  # no worker owns the pipeline now: apply here
+                self._apply_pending_config()
+        if "diagnostics_period" in names:  # the timer belongs to the executor thread, which runs this callback
+            self._diag_timer.cancel()
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(declared.diagnostics_period, self._publish_diagnostics)
+        return SetParametersResult(successful=True)
+
+    # -- worker --------------------------------------------------------------------------------------------
+
+    def _update_camera_statics(self, camera: str) -> None:
+        cfg = self._applied[1]
+        for stream in self.streams:
+            if stream.camera == camera and stream.extrinsics is not None:
+                statics = self._camera_params.get(camera, {})
+                stream.extrinsics.update_static(statics.get("static_translation", cfg.static_translation),
+                                                statics.get("static_rotation", cfg.static_rotation))
+
+    def _apply_pending_config(self) -> None:
+        """Between frames, in the worker (or with no worker, under _config_lock): the newest validated config."""
+        pending = self._pending_config.take(timeout_s=0.0)
+        if pending is None:
+            return
+        cfg = pending[1]
+        try:
+            for stream in self.streams:
+                if stream.pipeline is not None:
+                    stream.pipeline.update_config(cfg)
+                if stream.extrinsics is not None and stream.camera not in self._camera_params:
+                    stream.extrinsics.update_static(cfg.static_translation, cfg.static_rotation)
+            if self._worker is not None:
+                self._worker.batch_window_s = cfg.batch_window / 1e3
+        except Exception as exc:  # the worker must survive it; the values were validated, so this is a bug
+            self.streams[0].report.internal_error(exc, f"applying parameter change {pending[0]}")
+        self.config = cfg
+        self._applied = pending
+
+    def _discard_frame(self, index: int, item: ImageItem) -> None:
+        self.streams[index].stats.drop("inactive")  # arrived while the worker was being stopped
+
+    def _handle_batch(self, items: dict[int, ImageItem]) -> None:
+        """The newest frame of each camera that has one: prepared per camera, through the networks together
+        (frames of one size in one forward, at most max_batch), then finished and published per camera."""
+        generation, cfg = self._applied
+        work_start_s = time.monotonic()
+        now_ns = self.get_clock().now().nanoseconds
+        ready: list[tuple[CameraStream, PreparedFrame]] = []
+        for index, item in items.items():
+            stream = self.streams[index]
+            prepared = stream.prepare(cfg, item, now_ns)
+            if prepared is not None:
+                ready.append((stream, prepared))
+        if not ready or self.models is None:
+            return
+        start_generations = [generation if s.pipeline is not None and s.pipeline.config is cfg else -1
+                             for s, _ in ready]
+        predicted = self.models.predict([p.frame.rgb for _, p in ready],
+                                        [s.pipeline.wants_normals(p.outputs) if s.pipeline is not None else False
+                                         for s, p in ready], cfg.max_batch)
+        for (stream, prepared), out, start_generation in zip(ready, predicted, start_generations, strict=True):
+            if stream.finish(cfg, prepared, out, work_start_s):
+                end_generation, end_cfg = self._applied
+                same = stream.pipeline is not None and stream.pipeline.config is end_cfg
+                self.frame_config_generations.append((start_generation, end_generation if same else -1))
+
+    # -- reporting -----------------------------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        active = self._worker is not None and not self._worker.stopping
+        common = {"image_conversion": "cv_bridge" if self.streams[0].inputs.bridge is not None else "numpy",
+                  "middleware": self._middleware, "config_generation": str(self._applied[0])}
+        model = ""
+        if self.models is not None:
+            common.update(self.models.describe())
+            model = common["depth_model"] or common["normals_model"]
+        sparse_conditions = list(self._sparse_subs.incompatible.values()) if self._sparse_subs is not None else []
+        statuses = []
+        for stream in self.streams:
+            extra = {**common, "extrinsics": stream.extrinsics.source if stream.extrinsics else "",
+                     **stream.last_alignment}
+            if stream.pipeline is not None:
+                extra["space"] = stream.pipeline.space or ""
+            if self.config.cameras:
+                extra["batch_size"] = str(stream.last_batch_size)
+            hardware_id = " ".join(part for part in (stream.camera_frame or stream.camera or "camera", model) if part)
+            conditions = stream.conditions(active, self._active_since_s, self.config.input_timeout)
+            statuses.append(build_status(self.get_fully_qualified_name(), stream.stats, extra,
+                                         configured=self.models is not None, active=active,
+                                         hardware_id=hardware_id, configure_error=self._configure_error,
+                                         conditions=sparse_conditions + conditions, camera=stream.camera))
+        self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
+
+
+def rcl_error_message(exc: BaseException) -> str:
+    """rcl's argument error as one line: without the 'failed to initialize rcl' prefix and the C source
+    locations (", at /project/src/rcl/arguments.c:352")."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    text = re.sub(r"^failed to initialize rcl: ", "", text)
+    return re.sub(r"(, at [^,]+:\d+)+$", "", text)
+
+
+def main(args: list[str] | None = None) -> int:
+    prefer_async_publication()  # before rclpy.init: read when the DDS participant is created
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as exc:  # rclpy's RCLError: malformed --ros-args (e.g. `-p name:=`)
+        print(f"depth_ft_node: invalid ROS arguments: {rcl_error_message(exc)}", file=sys.stderr)
+        return 2
+    try:
+        node = DepthFtNode()
+    except ConfigError as exc:
+        print(f"depth_ft_node: invalid configuration: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if node.config.autostart:
+            node.trigger_configure()  # loads the models: may take long, and may be interrupted
+            if node.models is None:
+                return 1
+            node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_worker()
+        node._release()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""The thin ROS 2 layer: message <-> numpy conversion and the node. Needs rclpy."""

@@ -1,1 +1,0 @@
-"""CLI verbs of `depth-ft-ros`: each module has add_arguments(parser) and run(args) -> int."""
