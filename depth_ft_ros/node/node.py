@@ -25,9 +25,10 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.signals import SignalHandlerOptions
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_ft_ros.config import NodeConfig
@@ -61,6 +62,7 @@ from depth_ft_ros.node.worker import FrameWorker
 
 QOS_RECHECK_S = 1.0  # how often `auto` input QoS looks at the publishers again
 WORKER_WAIT_LOG_S = 5.0  # while teardown waits for the worker's frame, how often it says so
+PUBLISH_FLUSH_S = 1.0  # at release, how long the last messages may take to reach reliable subscribers
 
 
 class DepthFtNode(LifecycleNode):
@@ -236,6 +238,16 @@ class DepthFtNode(LifecycleNode):
         with self._config_lock:
             self._worker = None
 
+    def _flush_publishers(self, timeout_s: float = PUBLISH_FLUSH_S) -> None:
+        """Wait (bounded) until reliable subscribers acknowledged what was published: the last frame's messages may
+        still be queued in the middleware (asynchronous publication), and destroying a publisher drops them."""
+        deadline_s = time.monotonic() + timeout_s
+        for publisher in list(self.publishers):
+            left_s = deadline_s - time.monotonic()
+            if left_s <= 0 or publisher.get_subscription_count() == 0:
+                continue
+            publisher.wait_for_all_acked(Duration(nanoseconds=int(left_s * 1e9)))
+
     def destroy_node(self) -> None:
         self._wait_for_worker()  # its thread would otherwise outlive the node, and read what is destroyed
         super().destroy_node()
@@ -244,6 +256,7 @@ class DepthFtNode(LifecycleNode):
         """Free what configure made. Never under a frame: waits for a worker still in one first. free_models=False
         (the process is ending): drop the models without the garbage collection that frees their memory now."""
         self._wait_for_worker()
+        self._flush_publishers()
         if self._sparse_subs is not None:
             self._sparse_subs.destroy()
             self._sparse_subs = None

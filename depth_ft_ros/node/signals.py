@@ -15,6 +15,7 @@ a frame still being published by the worker (a traceback in the log). Here rclpy
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -64,12 +65,8 @@ def exit_now(code: int) -> None:
     the interpreter's teardown (freeing torch and the DDS libraries module by module takes seconds on a loaded
     machine and does nothing a process exit does not)."""
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing left to flush to
             stream.flush()
-        except (OSError, ValueError):  # a closed or broken pipe: nothing left to flush to
-            pass
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).fflush(None)  # rcutils logs through C stdio
-    except (OSError, AttributeError):
-        pass
     os._exit(code)

@@ -13,6 +13,7 @@ frame; it never ends the thread.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -85,7 +86,7 @@ class FrameWorker(Generic[T]):
             self._guarded(self._between_frames, {})
             self.busy_since_s = time.monotonic()
             try:
-                self._guarded(lambda batch=batch: self._handle(batch), batch)
+                self._guarded(functools.partial(self._handle, batch), batch)
             finally:
                 self.busy_since_s = None
         for camera, item in self._slot.take_batch(0.0).items():
