@@ -106,7 +106,7 @@ def test_a_busy_node_publishes_the_frame_in_hand_then_exits_0(ros_graph: Any, tm
             if probe.graph.wait_for(lambda s=stamp_ns: any(stamp_ns_of(m) == s for m in probe.out["depth/image"]),
                                     5.0):
                 break
-        busy_stamp_ns = stamp_ns + 100_000_000
+        busy_stamp_ns = T0_NS + 10_000_000_000  # after every frame sent so far
         probe.send(busy_stamp_ns, with_points=False)
         time.sleep(1.0)  # taken by the worker, waiting for its points
         elapsed_s = node.signal_and_time_exit(signal.SIGINT)
