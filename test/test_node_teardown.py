@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from node_fixtures import T0_NS, Probe, start_node, stamp_ns_of
+from node_fixtures import T0_NS, Probe, stamp_ns_of, start_node
 
 from depth_ft_ros.node.worker import FrameWorker
 

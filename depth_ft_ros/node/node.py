@@ -470,6 +470,9 @@ def _run(args: list[str] | None, stop: StopSignals) -> int:
         stop.releasing = True
         node.get_logger().info(f"stopping ({', '.join(stop.received)})" if stop.received else "stopping")
         node._release(free_models=False)  # after the frame in hand: the worker still publishes it
+        published = sum(stream.stats.frames_out for stream in node.streams)
+        dropped = sum(sum(stream.stats.dropped.values()) for stream in node.streams)
+        node.get_logger().info(f"stopped: {published} frames published, {dropped} dropped")
         node.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown()
