@@ -108,9 +108,9 @@ def ground_truth_network(in_bag: Path) -> Iterator[None]:
     lo, hi = min(np.nanmin(g) for g in gts), max(np.nanmax(g) for g in gts)
     relative = {hashlib.sha1(image.data.tobytes()).digest(): np.nan_to_num((gt - lo) / (hi - lo), nan=1.0)
                 for image, gt in zip(msgs["/camera/image_raw"], gts, strict=True)}
-    original = DepthFtPredictor.predict_batch
+    original = DepthFtPredictor.predict_group  # what Models runs each group of frames through
 
-    def predict_batch(self: DepthFtPredictor, frames: list[np.ndarray], *args: object,
+    def predict_group(self: DepthFtPredictor, frames: list[np.ndarray], *args: object,
                       **kwargs: object) -> object:
         predictions = original(self, frames, *args, **kwargs)
         for rgb, prediction in zip(frames, predictions, strict=True):
@@ -121,7 +121,7 @@ def ground_truth_network(in_bag: Path) -> Iterator[None]:
         return predictions
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(DepthFtPredictor, "predict_batch", predict_batch)
+        patch.setattr(DepthFtPredictor, "predict_group", predict_group)
         yield
 
 
