@@ -19,7 +19,6 @@ from depth_ft_ros.alignment.aligner import MetricAligner, align
 from depth_ft_ros.cli.eval_alignment import Sparse, align_frame
 from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.evaluation import lidar_sim
-from depth_ft_ros.evaluation.metrics import depth_metrics
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
 from depth_ft_ros.evaluation.synthetic import make_relative
 from depth_ft_ros.frame.processor import FrameInput, FramePipeline, Outputs, aligner_settings
