@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from depth_ft_ros.enums import Device
 from depth_ft_ros.errors import DepthFtError
 from depth_ft_ros.node.middleware import PUBLICATION_MODE_VAR
 
@@ -93,7 +94,7 @@ def forward_table(args: argparse.Namespace, depth_model: str, normals_model: str
     from depth_ft_ros.model.networks import Models
 
     rgb, _, _ = scene(args.width, args.height, args.lidar_lines)
-    config = NodeConfig(depth_model=depth_model, normals_model=normals_model, device="cpu",
+    config = NodeConfig(depth_model=depth_model, normals_model=normals_model, device=Device.CPU,
                         processing_resolution=args.processing_resolution or 0).validate()
     models = Models.load(config)
     try:
