@@ -143,3 +143,24 @@ class DropReason(TextEnum):
     NO_CAMERA_INFO = "no_camera_info"  # no camera_info within sync_tolerance of its stamp
     BAD_INPUT = "bad_input"  # the image or its camera_info was refused (named in bad_input.<kind>)
     INTERNAL_ERROR = "internal_error"  # a bug or a broken environment, not the input's fault
+
+
+class BadInput(TextEnum):
+    """Kinds of bad input (the input's fault: named in the warning, counted under /diagnostics `bad_input.<kind>`)."""
+
+    IMAGE = "bad_image"  # the image message (encoding, size, data)
+    IMAGE_STAMP = "bad_image_stamp"  # stamped too far ahead of the node's clock
+    IMAGE_FRAME_ID = "bad_image_frame_id"  # no frame_id anywhere
+    CAMERA_INFO = "bad_camera_info"  # camera_info refused when it arrived
+    FRAME = "bad_frame"  # the frame as a whole (e.g. sizes the network cannot take)
+    NO_CAMERA_INFO = "no_camera_info"
+    STAMP_BACKWARDS = "stamp_backwards"
+    SPARSE_MESSAGE = "bad_sparse_message"  # a sparse message whose stamp cannot be read
+    SPARSE_POINTS = "bad_sparse_points"
+    SPARSE_DEPTH = "bad_sparse_depth"
+    SPARSE_POINTS_NON_FINITE = "bad_sparse_points.non_finite"
+    SPARSE_DEPTH_NON_FINITE = "bad_sparse_depth.non_finite"
+    NO_SPARSE_POINTS = "no_sparse_points"
+    NO_TRANSFORM = "no_transform"
+    NO_FIT = "no_fit"  # alignment found no usable fit (relative-only)
+    INCOMPATIBLE_QOS = "incompatible_qos"

@@ -142,6 +142,8 @@ class FrameInputs:
         """Count this frame's dropped sparse points by reason; non-finite ones are bad input (WARN), the others
         (behind the camera, outside the image, out of range, see-through: the normal culling of a LiDAR sweep) are
         counted in /diagnostics and noted at INFO, rarely."""
+        # The frame's alignment outcome, typed, for the /diagnostics level (frame/stats.py assess_health).
+        self._stats.aligned(result.alignment.state, result.alignment.reason)
         dropped = result.alignment.dropped_points
         if not dropped:
             return
