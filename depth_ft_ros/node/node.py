@@ -418,12 +418,17 @@ def rcl_error_message(exc: BaseException) -> str:
     return re.sub(r"(, at [^,]+:\d+)+$", "", text)
 
 
-def main(args: list[str] | None = None, *, exit_process: bool = True) -> int:
+def main(args: list[str] | None = None, *, exit_process: bool = True, stop: StopSignals | None = None) -> int:
     """Run the node until SIGINT / SIGTERM (node/signals.py): an idle node exits 0 at once, a busy one after the
     frame in hand. exit_process: end the process here once everything is released (signals.exit_now), instead of
-    returning the exit code."""
+    returning the exit code. stop: handlers installed earlier (signals.run_node)."""
     prefer_async_publication()  # before rclpy.init: read when the DDS participant is created
-    stop = StopSignals().install()
+    stop = stop or StopSignals().install()
+    if stop.requested.is_set():  # a signal while importing: nothing started, nothing to release
+        stop.restore()
+        if exit_process:
+            exit_now(0)
+        return 0
     code = _run(args, stop)
     stop.restore()
     if exit_process:
@@ -450,8 +455,10 @@ def _run(args: list[str] | None, stop: StopSignals) -> int:
     executor.add_node(node)
     code = 0
     try:
-        if node.config.autostart:
+        if node.config.autostart and not stop.requested.is_set():
+            stop.interruptible = True
             node.trigger_configure()  # loads the models: may take long; a signal interrupts it
+            stop.interruptible = False
             if node.models is None and not stop.requested.is_set():
                 code = 1
             elif node.models is not None:
@@ -472,5 +479,7 @@ def _run(args: list[str] | None, stop: StopSignals) -> int:
         executor.shutdown()
         rclpy.try_shutdown()
     return code
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,9 @@ a frame still being published by the worker (a traceback in the log). Here rclpy
 - the first signal asks the node to stop: the main loop leaves its spin within SPIN_POLL_S, the worker finishes the
   frame in hand (it still publishes it), then the node releases everything and the process exits 0;
 - a signal while the models are still loading interrupts the loading (KeyboardInterrupt in the main thread, caught
-  by main());
+  by main()); one before that (the imports take seconds) is noted, and main() then exits 0 without starting. The
+  `depth_ft_node` entry point (node/entry.py) installs the handlers before importing the node; `python -m
+  depth_ft_ros.node.node` only once its imports are done.
 - a second signal while a frame is still in hand (the manager's patience is running out) leaves at once, exit 0,
   without waiting for that frame.
 """
@@ -34,7 +36,8 @@ class StopSignals:
     def __init__(self) -> None:
         self.requested = threading.Event()
         self.received: list[str] = []
-        self.spinning = False  # False while starting (models loading): a signal interrupts it
+        self.spinning = False
+        self.interruptible = False  # True while the models load: a signal interrupts the loading
         self.releasing = False  # True while the node waits for the frame in hand and releases: a 2nd signal leaves
         self._previous: dict[int, Any] = {}
 
@@ -56,8 +59,9 @@ class StopSignals:
                   flush=True)
             exit_now(0)
         self.requested.set()
-        if not self.spinning and not self.releasing:
+        if self.interruptible and not self.spinning and not self.releasing:
             raise KeyboardInterrupt  # interrupts model loading; main() catches it
+
 
 
 def exit_now(code: int) -> None:
