@@ -79,7 +79,8 @@ def _active_node(tmp_path: Path, **overrides: Any) -> NodeProcess:
     return node
 
 
-@pytest.mark.parametrize("signums", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGTERM)],
+@pytest.mark.parametrize("signums", [(signal.SIGTERM,),
+                                     pytest.param((signal.SIGINT, signal.SIGTERM), marks=pytest.mark.slow)],
                          ids=["systemd", "ros2-launch"])
 def test_an_idle_node_exits_0_within_a_second(tmp_path: Path, signums: tuple[int, ...]) -> None:
     node = _active_node(tmp_path)
@@ -92,6 +93,7 @@ def test_an_idle_node_exits_0_within_a_second(tmp_path: Path, signums: tuple[int
     assert elapsed_s < 1.0, f"exit took {elapsed_s:.2f} s\n{node.output}"
 
 
+@pytest.mark.slow
 def test_a_busy_node_publishes_the_frame_in_hand_then_exits_0(ros_graph: Any, tmp_path: Path) -> None:
     # The frame waits up to sync_wait for LiDAR points that never come: it is in hand, in the worker, when SIGINT
     # arrives. (A second signal while it finishes would leave at once: node/signals.py.)
