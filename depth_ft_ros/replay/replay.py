@@ -105,7 +105,7 @@ def parse_param_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _static_extrinsics(bag: BagReader, plan: TopicPlan) -> tuple[list[float], list[float]] | None:
+def static_extrinsics(bag: BagReader, plan: TopicPlan) -> tuple[list[float], list[float]] | None:
     """static_translation / static_rotation (sparse-points frame -> camera frame) from /tf_static, if any."""
     if plan.sparse_points is None or plan.tf_static is None:
         return None
@@ -250,7 +250,7 @@ def _setup(options: ReplayOptions, bag: BagReader) -> _Setup:
               for i, (_t, _mt, _n, data) in enumerate(bag.messages([plan.image]))]
     if not frames:
         raise BagError(f"{bag.path}: the image topic {plan.image} has no messages")
-    extrinsics = _static_extrinsics(bag, plan)
+    extrinsics = static_extrinsics(bag, plan)
     # tf2 needs both tf2_ros (the node's listener) and tf2_msgs (to publish /tf and /tf_static here). Without it
     # the transforms are still recorded in the output bag, and the static extrinsics become node parameters.
     transforms = plan.transform_topics()
@@ -335,4 +335,4 @@ class Replay:
         return summary
 
 
-__all__ = ["Replay", "ReplayOptions", "parse_param_overrides"]
+__all__ = ["Replay", "ReplayOptions", "parse_param_overrides", "static_extrinsics"]
