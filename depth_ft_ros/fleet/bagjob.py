@@ -55,64 +55,70 @@ def _count(counter: dict[str, int], key: str) -> None:
     counter[key] = counter.get(key, 0) + 1
 
 
+def _write_outputs(source: BagSource, bag: BagReader, settings: FleetSettings, store: OutputStore,
+                   processor_for: Callable[[Any], Any], result: BagResult,
+                   progress: Callable[[int], None] | None) -> None:
+    plan = plan_bag(bag, settings)
+    counts = {t.name: t.count for t in bag.topics()}
+    result.frames_in = sum(counts.get(t, 0) for t in plan.image_topics())
+    if result.frames_in == 0:
+        raise DepthFtError(f"the camera image topics ({', '.join(plan.image_topics())}) have no messages")
+    work = store.work_dir(source.name)
+    try:
+        writer = BagWriter(work / OUTPUT_BAG)
+        table = FrameTable()
+        stamps: list[int] = []  # first and last
+        try:
+            processor = processor_for(plan.config)
+            for step in run_frames(bag, plan, settings, processor,
+                                   on_problem=lambda kind, _text: _count(result.problems, kind)):
+                outcome = step.result
+                if isinstance(outcome, FrameFailure):
+                    _count(result.dropped, str(getattr(outcome, "reason", "failed")))
+                    continue
+                for topic, msgtype, msg in step.messages:
+                    writer.write(topic, msgtype, step.log_time_ns, serialize_message(msg), OUTPUT_QOS)
+                table.add(frame_row(source.name, outcome, step.frame, step.log_time_ns))
+                result.frames_out += 1
+                stamps = [min([outcome.stamp_ns, *stamps[:1]]), max([outcome.stamp_ns, *stamps[1:]])]
+                if progress is not None:
+                    progress(1)
+        finally:
+            writer.close()
+        if result.frames_out == 0:
+            raise DepthFtError(f"no frame produced outputs (dropped: {result.dropped or 'none'}; side-input "
+                               f"problems: {result.problems or 'none'})")
+        table.write(work / TABLE)
+        result.log_s = (stamps[1] - stamps[0]) / 1e9
+        result.status = "done"
+        store.publish(source.name, work, {
+            **manifest_key(source, settings), "bag": source.name, "plan": plan.describe(),
+            "result": result.to_dict(), "files": {"bag": OUTPUT_BAG, "table": TABLE},
+            "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+    except BaseException:
+        result.status = "failed"
+        store.discard(work)
+        raise
+
+
 def process_bag(source: BagSource, settings: FleetSettings, store: OutputStore, processor_for: Callable[[Any], Any],
                 progress: Callable[[int], None] | None = None) -> BagResult:
-    """Process one bag; `processor_for(config)` gives a fresh FrameProcessor (per-camera state starts empty)."""
+    """Process one bag; `processor_for(config)` gives a fresh FrameProcessor (per-camera state starts empty).
+    Never raises for a bad bag: the result says why it failed."""
     start_s = time.monotonic()
     result = BagResult(source.name, source.uri, "failed")
-    work = None
+    local_prefix = "\0"
     try:
-        with staged(source) as local, BagReader(local) as bag:
-            plan = plan_bag(bag, settings)
-            counts = {t.name: t.count for t in bag.topics()}
-            result.frames_in = sum(counts.get(t, 0) for t in plan.image_topics())
-            if result.frames_in == 0:
-                raise DepthFtError(f"the camera image topics ({', '.join(plan.image_topics())}) have no messages")
-            work = store.work_dir(source.name)
-            writer = BagWriter(work / OUTPUT_BAG)
-            table = FrameTable()
-            first_ns = last_ns = None
-            try:
-                processor = processor_for(plan.config)
-                for step in run_frames(bag, plan, settings, processor,
-                                       on_problem=lambda kind, _text: _count(result.problems, kind)):
-                    outcome = step.result
-                    if isinstance(outcome, FrameFailure):
-                        _count(result.dropped, str(getattr(outcome, "reason", "failed")))
-                        continue
-                    for topic, msgtype, msg in step.messages:
-                        writer.write(topic, msgtype, step.log_time_ns, serialize_message(msg), OUTPUT_QOS)
-                    table.add(frame_row(source.name, outcome, step.frame, step.log_time_ns))
-                    result.frames_out += 1
-                    first_ns = outcome.stamp_ns if first_ns is None else min(first_ns, outcome.stamp_ns)
-                    last_ns = outcome.stamp_ns if last_ns is None else max(last_ns, outcome.stamp_ns)
-                    if progress is not None:
-                        progress(1)
-            finally:
-                writer.close()
-            if result.frames_out == 0:
-                raise DepthFtError(f"no frame produced outputs (dropped: {result.dropped or 'none'}; side-input "
-                                   f"problems: {result.problems or 'none'})")
-            table.write(work / TABLE)
-            result.log_s = (last_ns - first_ns) / 1e9 if first_ns is not None and last_ns is not None else 0.0
-            result.status = "done"
-            result.wall_s = time.monotonic() - start_s
-            store.publish(source.name, work, {
-                **manifest_key(source, settings), "bag": source.name, "topics": plan.describe(),
-                "result": result.to_dict(), "files": {"bag": OUTPUT_BAG, "table": TABLE},
-                "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
-            work = None
+        with staged(source) as local:
+            local_prefix = f"{local}: "  # the run names the bag by its URI, not by a staged copy
+            with BagReader(local) as bag:
+                _write_outputs(source, bag, settings, store, processor_for, result, progress)
     except DepthFtError as exc:
-        result.status, result.reason = "failed", str(exc)
+        result.reason = str(exc).replace(local_prefix, "")
     except OSError as exc:
-        result.status, result.reason = "failed", f"cannot read or write it ({type(exc).__name__}: {exc})"
+        result.reason = f"cannot read or write it ({type(exc).__name__}: {exc})"
     except Exception as exc:  # one bag's bug must not end the run: named, with the place it happened
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        result.status = "failed"
         result.reason = f"internal error {type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})"
-    finally:
-        if work is not None:
-            store.discard(work)
     result.wall_s = time.monotonic() - start_s
     return result
-

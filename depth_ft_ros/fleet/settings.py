@@ -16,6 +16,7 @@ import yaml
 
 from depth_ft_ros.config import PER_CAMERA_PARAMETERS, NodeConfig, check_camera_value
 from depth_ft_ros.errors import ConfigError
+from depth_ft_ros.model.families.checkpoint import EMBEDDING_FILE
 from depth_ft_ros.msgs import names
 
 # Every output the node can publish for a camera (relative to its namespace and camera prefix).
@@ -25,6 +26,8 @@ ALL_OUTPUTS = (names.DEPTH_IMAGE, names.DEPTH_CAMERA_INFO, names.DEPTH_RELATIVE,
 DEFAULT_OUTPUTS = (names.DEPTH_IMAGE, names.DEPTH_CAMERA_INFO, names.DEPTH_CONFIDENCE, names.NORMALS_IMAGE,
                    names.NORMALS_CAMERA_INFO, names.POINTS)
 MANIFEST_FORMAT = 1
+# Written beside the weights by the first load (a cache of the text encoder's output): not part of the model.
+DERIVED_FILES = frozenset({EMBEDDING_FILE})
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,8 @@ def model_identity(model: str) -> dict[str, str]:
     if not model or not path.exists():
         return {"id": model, "sha256": ""}
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name not in DERIVED_FILES) \
+        if path.is_dir() else [path]
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
         with file.open("rb") as handle:
