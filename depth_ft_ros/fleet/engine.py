@@ -2,8 +2,9 @@
 CPU actors otherwise), or this process alone (no Ray, or --address none).
 
 An actor takes one whole bag at a time, so each camera's temporal state runs in stamp order within its bag;
-bags run in parallel across actors. An actor that dies (a killed worker process, a lost node) is restarted by
-Ray and its bag is given to the pool again, up to MAX_ATTEMPTS times; its partial outputs were never published.
+bags run in parallel across actors. An actor that dies (a killed worker process, a lost node) is replaced by a
+new one and its bag is given to the pool again, up to MAX_ATTEMPTS times; its partial outputs were never
+published.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def run_on_ray(sources: list[BagSource], settings: FleetSettings, out_uri: str, 
     try:
         count, gpus = _pool_size(options, ray.cluster_resources())
         count = min(count, len(sources)) or 1
-        actor_class: Any = ray.remote(num_cpus=options.cpus_per_worker, num_gpus=gpus, max_restarts=-1,
+        actor_class: Any = ray.remote(num_cpus=options.cpus_per_worker, num_gpus=gpus, max_restarts=0,
                                       max_task_retries=0)(BagWorker)
         actors = [actor_class.remote(settings, out_uri) for _ in range(count)]
         queue: deque[tuple[BagSource, int]] = deque((s, 1) for s in sources)
@@ -109,16 +110,20 @@ def run_on_ray(sources: list[BagSource], settings: FleetSettings, out_uri: str, 
                 on_tick()
             for ref in ready:
                 actor, source, attempt = running.pop(ref)
-                idle.append(actor)
                 try:
                     result = BagResult(**ray.get(ref))
+                    idle.append(actor)
                 except (RayActorError, WorkerCrashedError) as exc:
-                    if attempt < MAX_ATTEMPTS:  # the actor restarts (model reloaded); the bag goes again
+                    # A new actor (calls wait while it loads its model) replaces the lost one; the bag goes again.
+                    ray.kill(actor)
+                    idle.append(actor_class.remote(settings, out_uri))
+                    if attempt < MAX_ATTEMPTS:
                         queue.append((source, attempt + 1))
                         continue
                     result = BagResult(source.name, source.uri, "failed", reason=f"its worker was lost {attempt} "
                                        f"times ({type(exc).__name__})")
-                except RayTaskError as exc:  # the model failed to load in the actor, or similar
+                except RayTaskError as exc:  # an error outside process_bag's own handling
+                    idle.append(actor)
                     result = BagResult(source.name, source.uri, "failed",
                                        reason=f"worker error: {str(exc.cause or exc).splitlines()[0]}")
                 result.attempts = attempt

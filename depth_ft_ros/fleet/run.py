@@ -143,6 +143,7 @@ def run_fleet(inputs: list[str], out_uri: str, settings: FleetSettings, engine: 
             print("fleet: Ray is not installed: processing the bags in this process", file=stream)
         run.engine = (run_on_ray(todo, settings, out_uri, engine, on_result, progress.tick) if use_ray
                       else run_in_process(todo, settings, out_uri, on_result))
+        store.remove_partials()  # a lost worker's work folder (its bag was published by another attempt)
     run.wall_s = time.monotonic() - start_s
     store.write_json(RUN_SUMMARY, run.summary(settings, out_uri, started))
     return run
