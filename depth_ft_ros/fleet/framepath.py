@@ -99,6 +99,9 @@ class _CameraView:
     def msgtype(self, topic: str) -> str:
         return self._bag.msgtype(topic)
 
+    def messages(self, topics: list[str]) -> Iterator[tuple[str, str, int, bytes]]:
+        return self._bag.messages(topics)
+
 
 def plan_bag(bag: BagReader, settings: FleetSettings) -> BagPlan:
     """Topics and extrinsics of every camera; BagError naming what the bag lacks."""
