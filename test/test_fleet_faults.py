@@ -5,6 +5,7 @@ folder with its manifest, its output bag holding each input frame once), with no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -61,10 +62,8 @@ def assert_each_bag_once(out: Path, bags: list[Path]) -> None:
 
 def kill_tree(proc: subprocess.Popen[str]) -> None:
     """What is left of a run's process tree after a test (Ray's own processes included)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=30)
 
 
