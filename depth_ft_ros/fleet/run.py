@@ -133,6 +133,9 @@ def run_fleet(inputs: list[str], out_uri: str, settings: FleetSettings, engine: 
         run.results.append(result)
         if result.status == "failed":
             print(f"fleet: failed: {result.uri}: {result.reason}", file=stream)
+        elif result.dropped or result.problems:  # counted in fleet_run.json and the manifest too
+            print(f"fleet: {result.name}: {sum(result.dropped.values())} of {result.frames_in} frames without "
+                  f"outputs {result.dropped or ''}; side-input problems {result.problems or 'none'}", file=stream)
         progress.bag(result, sizes.get(result.uri, 0))
 
     if todo:
