@@ -23,8 +23,8 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-PARAMS = ["--param", "processing_resolution=160", "--param", "alignment_fit=scale", "--param", "cloud_edge_filter=false",
-          "--param", "cloud_min_confidence=0.0"]
+PARAMS = ["--param", "processing_resolution=160", "--param", "alignment_fit=scale",
+          "--param", "cloud_edge_filter=false", "--param", "cloud_min_confidence=0.0"]
 
 
 def cli(*args: str) -> list[str]:

@@ -78,7 +78,7 @@ def _write_outputs(source: BagSource, bag: BagReader, settings: FleetSettings, s
                     continue
                 for topic, msgtype, msg in step.messages:
                     writer.write(topic, msgtype, step.log_time_ns, serialize_message(msg), OUTPUT_QOS)
-                table.add(frame_row(source.name, outcome, step.frame, step.log_time_ns))
+                table.add(frame_row(source.name, outcome, step.frame, step.log_time_ns, plan.config, step.gt_depth_m))
                 result.frames_out += 1
                 stamps = [min([outcome.stamp_ns, *stamps[:1]]), max([outcome.stamp_ns, *stamps[1:]])]
                 if progress is not None:

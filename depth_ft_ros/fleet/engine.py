@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from depth_ft_ros.errors import DepthFtError
 from depth_ft_ros.fleet.bagjob import BagResult, process_bag
 from depth_ft_ros.fleet.settings import FleetSettings
 from depth_ft_ros.fleet.sources import BagSource
@@ -87,10 +88,14 @@ def run_on_ray(sources: list[BagSource], settings: FleetSettings, out_uri: str, 
     import ray
     from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
-    if options.address == "local":
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
-    else:
-        ray.init(address=options.address, logging_level=logging.WARNING)
+    try:
+        if options.address == "local":
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+        else:
+            ray.init(address=options.address, logging_level=logging.WARNING)
+    except Exception as exc:  # no cluster at that address, a local start refused (e.g. /dev/shm too small)
+        raise DepthFtError(f"--address {options.address}: cannot start or reach Ray ({type(exc).__name__}: "
+                           f"{exc})") from None
     try:
         count, gpus = _pool_size(options, ray.cluster_resources())
         count = min(count, len(sources)) or 1

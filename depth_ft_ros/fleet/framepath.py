@@ -17,10 +17,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.errors import InputError
 
 # The frame-path API (frame/processor.py FrameProcessor, msgs/frame_inputs.py, msgs/outputs.py).
 from depth_ft_ros.fleet._interim import (
@@ -34,6 +36,8 @@ from depth_ft_ros.fleet._interim import (
 from depth_ft_ros.fleet.settings import FleetSettings
 from depth_ft_ros.frame.processor import FrameResult, Outputs
 from depth_ft_ros.frame.sync import StampBuffer
+from depth_ft_ros.geometry.rectify import needs_rectification
+from depth_ft_ros.msgs import convert
 from depth_ft_ros.replay import messages as m
 from depth_ft_ros.replay.playback import lead_topics
 from depth_ft_ros.replay.replay import static_extrinsics
@@ -64,7 +68,9 @@ class BagPlan:
         return {c.topics.image: c.name for c in self.cameras}
 
     def side_topics(self) -> set[str]:
-        return {t for c in self.cameras for t in (c.topics.camera_info, c.topics.sparse_points) if t}
+        """camera_info, sparse points and ground-truth depth: taken ahead of the images, as replay sends them."""
+        return {t for c in self.cameras for t in (c.topics.camera_info, c.topics.sparse_points, c.topics.gt_depth)
+                if t}
 
     def describe(self) -> dict[str, Any]:
         return {c.name or "camera": {"image": c.topics.image, "camera_info": c.topics.camera_info,
@@ -139,6 +145,21 @@ class StepOutput:
     frame: CameraFrame | None
     messages: list[tuple[str, str, Any]]  # (topic under the namespace, msgtype, sensor_msgs message)
     log_time_ns: int
+    gt_depth_m: np.ndarray | None = None  # the bag's dense ground truth in the outputs' geometry, if any
+
+
+def _ground_truth(config: NodeConfig, result: FrameResult, msg: Any) -> np.ndarray | None:
+    """The ground-truth depth paired with a frame, when it lies on the outputs' pixel grid (outputs in the input's
+    geometry, same size); None otherwise (or when the message is not a depth image: counted by the caller)."""
+    if msg is None or result.depth_m is None:
+        return None
+    rectified = config.rectify_outputs and not config.image_rectified and needs_rectification(result.camera)
+    depth = convert.depth_image_to_metres(msg)
+    return depth if depth.shape == result.depth_m.shape and not rectified else None
+
+
+def _stamp_ns(msg: Any) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
 def _msgtype(msg: Any) -> str:
@@ -168,17 +189,27 @@ def run_frames(bag: BagReader, plan: BagPlan, settings: FleetSettings, processor
                      cloud="points" in settings.outputs, confidence="depth/confidence" in settings.outputs)
     namespace = "/" + settings.namespace
 
-    pending: list[tuple[CameraFrame, int]] = []
+    gt_of = {c.topics.gt_depth: c.name for c in plan.cameras if c.topics.gt_depth}
+    ground_truth = {c.name: StampBuffer[Any](maxlen=30) for c in plan.cameras}
+    pending: list[tuple[CameraFrame, int, Any]] = []
 
     def flush() -> Iterator[StepOutput]:
         if not pending:
             return
-        frames = [f for f, _ in pending]
-        for (frame, log_ns), result in zip(pending, processor(frames), strict=True):
-            msgs = [] if isinstance(result, FrameFailure) else [
-                (f"{namespace}/{topic}", _msgtype(msg), msg)
-                for topic, msg in output_messages(result, settings.wanted, config.publish_relative)]
-            yield StepOutput(result, frame, msgs, log_ns)
+        frames = [f for f, _, _ in pending]
+        for (frame, log_ns, gt_msg), result in zip(pending, processor(frames), strict=True):
+            if isinstance(result, FrameFailure):
+                yield StepOutput(result, frame, [], log_ns)
+                continue
+            msgs = [(f"{namespace}/{topic}", _msgtype(msg), msg)
+                    for topic, msg in output_messages(result, settings.wanted, config.publish_relative)]
+            gt = None
+            try:
+                gt = _ground_truth(config, result, gt_msg)
+            except InputError as exc:
+                if on_problem is not None:
+                    on_problem("bad_gt_depth", str(exc))
+            yield StepOutput(result, frame, msgs, log_ns, gt)
         pending.clear()
 
     lead_ns = int((config.sync_tolerance + LEAD_MARGIN_S) * 1e9)
@@ -189,6 +220,8 @@ def run_frames(bag: BagReader, plan: BagPlan, settings: FleetSettings, processor
         if cls is None:
             raise BagError(f"{topic}: message type {msgtype} is not one the node reads")
         msg = deserialize_message(bytes(data), cls)
+        if topic in gt_of and topic not in images:
+            ground_truth[gt_of[topic]].add(_stamp_ns(msg), msg)
         if topic in info_of and topic not in images:
             inputs[info_of[topic]].add_camera_info(msg)
         elif topic in sparse_owner and topic not in images:
@@ -198,8 +231,8 @@ def run_frames(bag: BagReader, plan: BagPlan, settings: FleetSettings, processor
         if topic not in images:
             continue
         camera = images[topic]
-        stamp_ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-        if pending and (any(f.camera_name == camera for f, _ in pending)
+        stamp_ns = _stamp_ns(msg)
+        if pending and (any(f.camera_name == camera for f, _, _ in pending)
                         or abs(stamp_ns - pending[0][0].stamp_ns) > tolerance_ns):
             yield from flush()
         try:
@@ -207,7 +240,7 @@ def run_frames(bag: BagReader, plan: BagPlan, settings: FleetSettings, processor
         except FrameFailure as failure:
             yield StepOutput(failure, None, [], log_ns)
             continue
-        pending.append((frame, log_ns))
+        pending.append((frame, log_ns, ground_truth[camera].wait_nearest(stamp_ns, tolerance_ns, 0.0)))
         if len(pending) == len(plan.cameras):
             yield from flush()
     yield from flush()

@@ -8,6 +8,7 @@ Rows are gathered in columnar chunks (a bag of hours stays a few MB here) and wr
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable
@@ -22,7 +23,8 @@ CHUNK_ROWS = 1024
 CONFIDENCE_QUANTILES = (0.1, 0.5, 0.9)
 
 
-def _evaluation_hook() -> Callable[[Any, Any], dict[str, Any]] | None:
+@functools.cache
+def _evaluation_hook() -> Callable[..., dict[str, Any]] | None:
     try:
         module = importlib.import_module("depth_ft_ros.fleet.evaluate")
     except ImportError:
@@ -30,8 +32,10 @@ def _evaluation_hook() -> Callable[[Any, Any], dict[str, Any]] | None:
     return getattr(module, "evaluation_columns", None)
 
 
-def frame_row(bag: str, result: Any, frame: Any, log_time_ns: int) -> dict[str, Any]:
-    """The table row of one output frame (a FrameResult and the CameraFrame it came from)."""
+def frame_row(bag: str, result: Any, frame: Any, log_time_ns: int, config: Any = None,
+              gt_depth_m: np.ndarray | None = None) -> dict[str, Any]:
+    """The table row of one output frame (a FrameResult, the CameraFrame it came from, the parameters it went
+    through and the bag's ground truth for it, if any)."""
     report = result.alignment
     row: dict[str, Any] = {
         "bag": bag,
@@ -57,7 +61,7 @@ def frame_row(bag: str, result: Any, frame: Any, log_time_ns: int) -> dict[str, 
         row[f"ms_{stage}"] = float(ms)
     hook = _evaluation_hook()
     if hook is not None:
-        row.update(hook(result, frame))
+        row.update(hook(result, frame, config=config, gt_depth_m=gt_depth_m))
     return row
 
 
