@@ -1,11 +1,13 @@
-"""Fleet throughput and memory on this machine (BENCHMARKS.md, "Fleet"): N demo bags through `fleet` (local Ray,
-and in one process) and through `replay --lossless` one after another, with the same checkpoints and parameters;
-then the peak memory of the driver and of each worker for growing numbers of bags.
+"""Fleet throughput and memory on this machine (BENCHMARKS.md, "Fleet"): N demo bags through `replay --lossless`
+and through `fleet` in one process, interleaved bag by bag (a shared machine's load hits both alike), then all
+of them through `fleet` on a local Ray instance; then the peak memory of the driver and of each worker for
+growing numbers of bags.
 
     PYTHONPATH=$PWD python scripts/bench_fleet.py --bags 4 --frames 10 --workdir /tmp/bench_fleet
 
 Every command runs as a subprocess; its process tree (driver, Ray's processes, the actors) is sampled every
-0.2 s with psutil for the resident memory of each process.
+0.2 s with psutil for the resident memory and CPU time of each process (CPU seconds per frame depend far less on
+other processes' load than wall time does).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def run_sampled(cmd: list[str]) -> dict[str, float]:
     start = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peaks: dict[int, tuple[str, float]] = {}
+    cpu_s: dict[int, float] = {}
     done = threading.Event()
 
     def sample() -> None:
@@ -50,6 +53,8 @@ def run_sampled(cmd: list[str]) -> dict[str, float]:
                 try:
                     name = " ".join(p.cmdline())[:80]
                     rss = p.memory_info().rss / 2**20
+                    times = p.cpu_times()
+                    cpu_s[p.pid] = max(cpu_s.get(p.pid, 0.0), times.user + times.system)
                 except psutil.Error:
                     continue
                 peaks[p.pid] = (name, max(rss, peaks.get(p.pid, ("", 0.0))[1]))
@@ -64,7 +69,7 @@ def run_sampled(cmd: list[str]) -> dict[str, float]:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
     actors = [rss for name, rss in peaks.values() if "BagWorker" in name]
     return {"wall_s": time.monotonic() - start, "driver_mib": peaks.get(proc.pid, ("", 0.0))[1],
-            "worker_mib": max(actors) if actors else 0.0, "actors": len(actors)}
+            "worker_mib": max(actors) if actors else 0.0, "actors": len(actors), "cpu_s": sum(cpu_s.values())}
 
 
 def main() -> None:
@@ -89,23 +94,33 @@ def main() -> None:
                            "--size", "160x120", "--seed", str(i)), env=env, check=True, stdout=subprocess.DEVNULL)
     bags = [str(work / "bags" / f"bag_{i:02d}") for i in range(args.bags)]
     frames = args.bags * args.frames
-    rows = {}
-    replay_s = 0.0
-    for i, bag in enumerate(bags):
-        replay_s += run_sampled(cli("replay", bag, "--out", str(work / f"replay_{i}"), "--lossless", *models,
-                                    *PARAMS))["wall_s"]
-    rows["replay --lossless, one bag after another"] = {"wall_s": replay_s}
-    rows["fleet --address none (this process)"] = run_sampled(
-        cli("fleet", *bags, "--out", str(work / "fleet_none"), *models, *PARAMS, "--address", "none",
-            "--outputs", "depth/image", "depth/camera_info", "depth/confidence", "normals/image", "points"))
-    rows[f"fleet, local Ray, {args.workers} actors"] = run_sampled(
-        cli("fleet", *bags, "--out", str(work / "fleet_ray"), *models, *PARAMS, "--workers", str(args.workers),
-            "--outputs", "depth/image", "depth/camera_info", "depth/confidence", "normals/image", "points"))
-    print(f"{args.bags} bags x {args.frames} frames (160x120, processing_resolution 160), tiny checkpoints")
-    print("| run | wall s | frames/s | vs replay |")
-    print("|---|---:|---:|---:|")
+    outputs = ["--outputs", "depth/image", "depth/camera_info", "depth/relative", "depth/colorized",
+               "depth/confidence", "normals/image", "normals/camera_info", "normals/colorized", "points"]
+    totals = {"replay": {"wall_s": 0.0, "cpu_s": 0.0}, "fleet": {"wall_s": 0.0, "cpu_s": 0.0}}
+    for i, bag in enumerate(bags):  # interleaved: replay bag i, then fleet bag i
+        for name, cmd in (("replay", cli("replay", bag, "--out", str(work / f"replay_{i}"), "--lossless", *models,
+                                         *PARAMS)),
+                          ("fleet", cli("fleet", bag, "--out", str(work / f"fleet_none_{i}"), *models, *PARAMS,
+                                        "--address", "none", *outputs))):
+            row = run_sampled(cmd)
+            totals[name]["wall_s"] += row["wall_s"]
+            totals[name]["cpu_s"] += row["cpu_s"]
+    rows = {"replay --lossless, one bag after another": totals["replay"],
+            "fleet --address none, one bag per command": totals["fleet"],
+            "fleet --address none, all bags in one command": run_sampled(
+                cli("fleet", *bags, "--out", str(work / "fleet_none"), *models, *PARAMS, "--address", "none",
+                    *outputs)),
+            f"fleet, local Ray, {args.workers} actors, all bags": run_sampled(
+                cli("fleet", *bags, "--out", str(work / "fleet_ray"), *models, *PARAMS, "--workers",
+                    str(args.workers), *outputs))}
+    replay_s = totals["replay"]["wall_s"]
+    print(f"{args.bags} bags x {args.frames} frames (160x120, processing_resolution 160), tiny checkpoints, "
+          "every output topic")
+    print("| run | wall s | frames/s | wall vs replay | CPU s per frame |")
+    print("|---|---:|---:|---:|---:|")
     for name, row in rows.items():
-        print(f"| {name} | {row['wall_s']:.1f} | {frames / row['wall_s']:.2f} | {replay_s / row['wall_s']:.2f}x |")
+        print(f"| {name} | {row['wall_s']:.1f} | {frames / row['wall_s']:.2f} | {replay_s / row['wall_s']:.2f}x | "
+              f"{row['cpu_s'] / frames:.2f} |")
 
     print("\n| bags | driver peak RSS MiB | largest actor peak RSS MiB | actors |")
     print("|---:|---:|---:|---:|")

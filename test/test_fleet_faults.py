@@ -81,6 +81,11 @@ def test_driver_killed_part_way_then_rerun_publishes_every_bag_once(
         kill_tree(proc)
     done_before = published(out)
     assert 1 <= len(done_before) < len(bags)
+    # Nothing half-written under a bag's own name: each folder is a whole published bag or says it is partial.
+    for folder in out.iterdir():
+        assert folder.name in done_before or ".partial-" in folder.name, folder.name
+    for name in done_before:
+        assert (out / name / "frames.parquet").is_file() and (out / name / "bag" / "metadata.yaml").is_file()
     mtimes = {name: (out / name / "manifest.json").stat().st_mtime_ns for name in done_before}
 
     rerun = start_fleet(bags, out, models, workers=1)
