@@ -17,7 +17,7 @@ from typing import Any
 from rclpy.serialization import serialize_message
 
 from depth_ft_ros.errors import DepthFtError
-from depth_ft_ros.fleet.framepath import FrameFailure, plan_bag, run_frames
+from depth_ft_ros.fleet.framepath import FrameFailure, InputCounts, plan_bag, run_frames
 from depth_ft_ros.fleet.settings import FleetSettings
 from depth_ft_ros.fleet.sources import BagSource, staged
 from depth_ft_ros.fleet.store import OutputStore
@@ -38,7 +38,8 @@ class BagResult:
     frames_in: int = 0  # images of the chosen camera topics
     frames_out: int = 0  # frames with outputs
     dropped: dict[str, int] = field(default_factory=dict)  # frames without outputs, by reason
-    problems: dict[str, int] = field(default_factory=dict)  # side-input problems (frames went on), by kind
+    problems: dict[str, int] = field(default_factory=dict)  # input faults (frames may have gone on), by kind
+    examples: dict[str, str] = field(default_factory=dict)  # the first message of each dropped reason / fault
     log_s: float = 0.0  # bag time covered by the images
     wall_s: float = 0.0
     attempts: int = 1
@@ -68,13 +69,14 @@ def _write_outputs(source: BagSource, bag: BagReader, settings: FleetSettings, s
         writer = BagWriter(work / OUTPUT_BAG)
         table = FrameTable()
         stamps: list[int] = []  # first and last
+        report = InputCounts()
         try:
             processor = processor_for(plan.config)
-            for step in run_frames(bag, plan, settings, processor,
-                                   on_problem=lambda kind, _text: _count(result.problems, kind)):
+            for step in run_frames(bag, plan, settings, processor, report):
                 outcome = step.result
                 if isinstance(outcome, FrameFailure):
-                    _count(result.dropped, str(getattr(outcome, "reason", "failed")))
+                    _count(result.dropped, str(outcome.kind))
+                    result.examples.setdefault(str(outcome.kind), f"{outcome.stage}: {outcome.message}")
                     continue
                 for topic, msgtype, msg in step.messages:
                     writer.write(topic, msgtype, step.log_time_ns, serialize_message(msg), OUTPUT_QOS)
@@ -85,9 +87,13 @@ def _write_outputs(source: BagSource, bag: BagReader, settings: FleetSettings, s
                     progress(1)
         finally:
             writer.close()
+            result.problems = dict(report.counts)
+            for kind, message in report.first.items():
+                result.examples.setdefault(kind, message)
         if result.frames_out == 0:
-            raise DepthFtError(f"no frame produced outputs (dropped: {result.dropped or 'none'}; side-input "
-                               f"problems: {result.problems or 'none'})")
+            first = "; ".join(f"{kind}: {text}" for kind, text in result.examples.items())
+            raise DepthFtError(f"no frame produced outputs (dropped: {result.dropped or 'none'}; input faults: "
+                               f"{result.problems or 'none'}; {first})")
         table.write(work / TABLE)
         result.log_s = (stamps[1] - stamps[0]) / 1e9
         result.status = "done"

@@ -44,7 +44,7 @@ class BagWorker:
         self.models = Models.load(settings.config())
 
     def process(self, source: BagSource) -> dict[str, Any]:
-        from depth_ft_ros.fleet.framepath import FrameProcessor
+        from depth_ft_ros.frame.processor import FrameProcessor
 
         return process_bag(source, self.settings, self.store,
                            lambda config: FrameProcessor(self.models, config)).to_dict()

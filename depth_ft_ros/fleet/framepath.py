@@ -13,7 +13,7 @@ in stamp order, and output_messages builds what the node would publish.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,25 +23,19 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.errors import InputError
-
-# The frame-path API (frame/processor.py FrameProcessor, msgs/frame_inputs.py, msgs/outputs.py).
-from depth_ft_ros.fleet._interim import (
-    CameraFrame,
-    CameraInputs,
-    FrameFailure,
-    FrameProcessor,
-    StaticExtrinsics,
-    output_messages,
-)
 from depth_ft_ros.fleet.settings import FleetSettings
-from depth_ft_ros.frame.processor import FrameResult, Outputs
+from depth_ft_ros.frame.failure import FrameFailure
+from depth_ft_ros.frame.processor import CameraFrame, FrameProcessor, FrameResult, Outputs
+from depth_ft_ros.frame.stats import NodeStats
 from depth_ft_ros.frame.sync import StampBuffer
 from depth_ft_ros.geometry.rectify import needs_rectification
 from depth_ft_ros.msgs import convert
+from depth_ft_ros.msgs.frame_inputs import CameraInputs, StaticExtrinsics, stamp_to_ns
+from depth_ft_ros.msgs.outputs import output_messages
 from depth_ft_ros.replay import messages as m
 from depth_ft_ros.replay.playback import lead_topics
 from depth_ft_ros.replay.replay import static_extrinsics
-from depth_ft_ros.replay.rosbag_io import BagError, BagReader, TopicInfo
+from depth_ft_ros.replay.rosbag_io import BagError, BagReader
 from depth_ft_ros.replay.topics import TopicPlan, choose_topics
 
 CLASSES = {m.IMAGE: Image, m.COMPRESSED_IMAGE: CompressedImage, m.CAMERA_INFO: CameraInfo, m.POINTCLOUD2: PointCloud2}
@@ -78,60 +72,29 @@ class BagPlan:
                 for c in self.cameras}
 
 
-class _CameraView:
-    """The bag as one camera of several sees it: its own topics (names containing the camera's name) and the
-    topics no camera claims (a shared LiDAR, /tf_static)."""
-
-    def __init__(self, bag: BagReader, camera: str, cameras: list[str]) -> None:
-        self._bag, self.path = bag, bag.path
-        self._camera = camera
-        self._others = [c for c in cameras if c != camera]
-
-    def _belongs(self, topic: str) -> bool:
-        parts = topic.strip("/").split("/")
-        if self._camera in parts:
-            return True
-        return not any(other in parts for other in self._others)
-
-    def topics(self) -> list[TopicInfo]:
-        return [t for t in self._bag.topics() if self._belongs(t.name)]
-
-    def describe_topics(self) -> str:
-        return self._bag.describe_topics()
-
-    def first(self, topic: str) -> Any:
-        return self._bag.first(topic)
-
-    def msgtype(self, topic: str) -> str:
-        return self._bag.msgtype(topic)
-
-    def messages(self, topics: list[str]) -> Iterator[tuple[str, str, int, bytes]]:
-        return self._bag.messages(topics)
-
-
 def plan_bag(bag: BagReader, settings: FleetSettings) -> BagPlan:
     """Topics and extrinsics of every camera; BagError naming what the bag lacks."""
     config = settings.config()
     flags = settings.topics
     cameras = list(config.cameras) or [""]
     plans: list[CameraPlan] = []
+    if config.cameras and (flags.image or flags.camera_info):
+        raise BagError("--image-topic / --camera-info-topic name one camera's topics; with several cameras each "
+                       "camera C takes the bag topics with C in their name (/C/image_raw, /C/camera_info)")
     for camera in cameras:
-        view: Any = _CameraView(bag, camera, cameras) if camera else bag
-        if camera and (flags.image or flags.camera_info):
-            raise BagError("--image-topic / --camera-info-topic name one camera's topics: with several cameras "
-                           "each camera's topics are those whose names contain the camera's name")
-        try:
-            plan = choose_topics(view, flags.image, flags.camera_info, flags.sparse_points, flags.gt_depth)
-        except BagError as exc:
-            raise BagError(f"camera {camera}: {exc}" if camera else str(exc)) from None
+        plan = choose_topics(bag, flags.image, flags.camera_info, flags.sparse_points, flags.gt_depth,
+                             camera=camera, sparse_per_camera=config.sparse_per_camera)
         if config.sparse_input == "none" or config.alignment == "off":
             plan = dataclasses.replace(plan, sparse_points=None)
-        found = static_extrinsics(view, plan)
+        found = static_extrinsics(bag, plan)
         own = settings.camera_params.get(camera, {})
         translation = own.get("static_translation", config.static_translation)
         rotation = own.get("static_rotation", config.static_rotation)
         pose, source = (found, "/tf_static") if found is not None else ((translation, rotation), "parameters")
         plans.append(CameraPlan(camera, plan, (list(pose[0]), list(pose[1])), source))
+    if len({p.topics.image for p in plans}) != len(plans):
+        raise BagError(f"cameras {cameras} do not each have an image topic of their own: "
+                       f"{ {p.name: p.topics.image for p in plans} }")
     if all(p.topics.sparse_points is None for p in plans):
         config = dataclasses.replace(config, sparse_input="none")
     return BagPlan(tuple(plans), config)
@@ -159,7 +122,23 @@ def _ground_truth(config: NodeConfig, result: FrameResult, msg: Any) -> np.ndarr
 
 
 def _stamp_ns(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+    return stamp_to_ns(msg.header.stamp)
+
+
+class InputCounts:
+    """The bag's input faults, counted by kind with the first message of each (the node's Reporter logs them;
+    a bag run reports them in its result)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.first: dict[str, str] = {}
+
+    def bad_input(self, kind: str, message: str, throttle_s: float = 0.0, throttle_key: str = "") -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.first.setdefault(kind, message)
+
+    def note(self, key: str, message: str, throttle_s: float = 0.0) -> None:
+        """Expected conditions (LiDAR points outside the view): not faults."""
 
 
 def _msgtype(msg: Any) -> str:
@@ -167,19 +146,21 @@ def _msgtype(msg: Any) -> str:
     return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
 
 
-def run_frames(bag: BagReader, plan: BagPlan, settings: FleetSettings, processor: Any,
-               on_problem: Callable[[str, str], None] | None = None) -> Iterator[StepOutput]:
+def run_frames(bag: BagReader, plan: BagPlan, settings: FleetSettings, processor: FrameProcessor,
+               report: InputCounts) -> Iterator[StepOutput]:
     """Every image of the bag through the frame path, in the bag's order; yields each frame's outcome as soon
-    as its step is done (a bag is streamed: at most one step of frames is held)."""
+    as its step is done (a bag is streamed: at most one step of frames is held). Input faults go to `report`."""
     config = plan.config
+    # Every side message is in place before its image (lead_topics): nothing more can arrive while a frame waits.
+    assemble_config = dataclasses.replace(config, sync_wait=0.0)
     shared = StampBuffer[Any](maxlen=10)  # one LiDAR seen by every camera: one buffer, as the node keeps
-    inputs: dict[str, Any] = {}
+    stats = NodeStats()
+    inputs: dict[str, CameraInputs] = {}
     sparse_owner: dict[str, list[str]] = {}
     for cam in plan.cameras:
         buffer = shared if not config.sparse_per_camera else None
-        inputs[cam.name] = CameraInputs(cam.name, sparse=buffer, extrinsics=StaticExtrinsics(*cam.extrinsics))
-        if on_problem is not None and hasattr(inputs[cam.name], "on_problem"):
-            inputs[cam.name].on_problem = on_problem
+        inputs[cam.name] = CameraInputs(cam.name, stats, report, sparse=buffer,
+                                        extrinsics=StaticExtrinsics(*cam.extrinsics))
         if cam.topics.sparse_points:
             sparse_owner.setdefault(cam.topics.sparse_points, []).append(cam.name)
     info_of = {c.topics.camera_info: c.name for c in plan.cameras}
@@ -191,24 +172,25 @@ def run_frames(bag: BagReader, plan: BagPlan, settings: FleetSettings, processor
 
     gt_of = {c.topics.gt_depth: c.name for c in plan.cameras if c.topics.gt_depth}
     ground_truth = {c.name: StampBuffer[Any](maxlen=30) for c in plan.cameras}
-    pending: list[tuple[CameraFrame, int, Any]] = []
+    pending: list[tuple[CameraFrame, int, Any, dict[str, float]]] = []
 
     def flush() -> Iterator[StepOutput]:
         if not pending:
             return
-        frames = [f for f, _, _ in pending]
-        for (frame, log_ns, gt_msg), result in zip(pending, processor(frames), strict=True):
+        frames = [f for f, _, _, _ in pending]
+        for (frame, log_ns, gt_msg, timings_ms), result in zip(pending, processor(frames, config), strict=True):
             if isinstance(result, FrameFailure):
                 yield StepOutput(result, frame, [], log_ns)
                 continue
+            result.timings_ms.update(timings_ms)  # the assembly's, as the node adds them
+            inputs[result.camera_name].count_dropped_points(config, result)
             msgs = [(f"{namespace}/{topic}", _msgtype(msg), msg)
                     for topic, msg in output_messages(result, settings.wanted, config.publish_relative)]
             gt = None
             try:
                 gt = _ground_truth(config, result, gt_msg)
             except InputError as exc:
-                if on_problem is not None:
-                    on_problem("bad_gt_depth", str(exc))
+                report.bad_input("bad_gt_depth", f"ground-truth depth refused: {exc}")
             yield StepOutput(result, frame, msgs, log_ns, gt)
         pending.clear()
 
@@ -223,24 +205,25 @@ def run_frames(bag: BagReader, plan: BagPlan, settings: FleetSettings, processor
         if topic in gt_of and topic not in images:
             ground_truth[gt_of[topic]].add(_stamp_ns(msg), msg)
         if topic in info_of and topic not in images:
-            inputs[info_of[topic]].add_camera_info(msg)
+            inputs[info_of[topic]].on_camera_info(msg)
         elif topic in sparse_owner and topic not in images:
             owners = sparse_owner[topic]
             for name in owners[:1] if not config.sparse_per_camera else owners:
-                inputs[name].add_sparse(msg)
+                inputs[name].on_sparse(msg)
         if topic not in images:
             continue
         camera = images[topic]
         stamp_ns = _stamp_ns(msg)
-        if pending and (any(f.camera_name == camera for f, _, _ in pending)
+        if pending and (any(f.camera_name == camera for f, _, _, _ in pending)
                         or abs(stamp_ns - pending[0][0].stamp_ns) > tolerance_ns):
             yield from flush()
+        timings_ms: dict[str, float] = {}
         try:
-            frame = inputs[camera].assemble(msg, config, outputs=wanted)
+            frame = inputs[camera].assemble(assemble_config, msg, 0, wanted, timings_ms)
         except FrameFailure as failure:
             yield StepOutput(failure, None, [], log_ns)
             continue
-        pending.append((frame, log_ns, ground_truth[camera].wait_nearest(stamp_ns, tolerance_ns, 0.0)))
+        pending.append((frame, log_ns, ground_truth[camera].wait_nearest(stamp_ns, tolerance_ns, 0.0), timings_ms))
         if len(pending) == len(plan.cameras):
             yield from flush()
     yield from flush()

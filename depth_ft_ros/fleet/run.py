@@ -61,7 +61,7 @@ class Progress:
     """`fleet: bags 3 done, 1 failed / 10 · 12.3 frames/s · ~4m10s left` on stderr after each bag (and
     every `every_s` while bags run), time left from the bytes of the bags still to do."""
 
-    def __init__(self, sources: list[BagSource], skipped: int, failed: int, stream: TextIO = sys.stderr,
+    def __init__(self, sources: list[BagSource], skipped: int, failed: int, stream: TextIO,
                  every_s: float = 30.0) -> None:
         self.total = len(sources) + skipped + failed
         self.bytes_total = sum(s.size_bytes for s in sources)
@@ -101,7 +101,9 @@ class Progress:
 
 
 def run_fleet(inputs: list[str], out_uri: str, settings: FleetSettings, engine: EngineOptions,
-              stream: TextIO = sys.stderr) -> FleetRun:
+              stream: TextIO | None = None) -> FleetRun:
+    """Run every bag `inputs` names; progress and faults go to `stream` (stderr when None)."""
+    stream = stream or sys.stderr
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     start_s = time.monotonic()
     run = FleetRun()

@@ -39,8 +39,8 @@ def frame_row(bag: str, result: Any, frame: Any, log_time_ns: int, config: Any =
     report = result.alignment
     row: dict[str, Any] = {
         "bag": bag,
-        "camera": getattr(result, "camera_name", "") or getattr(frame, "camera_name", ""),
-        "frame_id": getattr(result, "frame_id", "") or getattr(frame, "frame_id", ""),
+        "camera": result.camera_name,
+        "frame_id": result.frame_id,
         "stamp_ns": int(result.stamp_ns),
         "log_time_ns": int(log_time_ns),
         "alignment_method": str(report.method),
@@ -52,6 +52,7 @@ def frame_row(bag: str, result: Any, frame: Any, log_time_ns: int, config: Any =
         "inliers": int(getattr(report, "inliers", 0) or 0),
     }
     depth = result.depth_m
+    row["batch_size"] = int(result.batch_size)
     row["depth_valid_fraction"] = float(np.isfinite(depth).mean()) if depth is not None else math.nan
     conf = result.confidence
     values = conf[np.isfinite(conf)] if conf is not None else np.empty(0)
