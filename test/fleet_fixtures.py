@@ -1,5 +1,5 @@
-"""Bags and readers shared by the fleet tests: demo bags (cli/demo_bag.py), a two-camera bag with one shared LiDAR
-built from them, broken bags of every kind the fleet must name, and the output bags read back with rosbags."""
+"""Bags and readers shared by the fleet tests: demo bags (cli/demo_bag.py), broken bags of every kind the fleet
+must name, and the output bags read back with rosbags."""
 
 from __future__ import annotations
 
@@ -33,38 +33,6 @@ def demo_bag(path: Path, frames: int, storage: str = "mcap", seed: int = 0) -> P
     assert main(["make-demo-bag", str(path), "--frames", str(frames), "--size", "96x72", "--storage", storage,
                  "--seed", str(seed)]) == 0
     return path
-
-
-def two_camera_bag(demo: Path, out: Path) -> Path:
-    """The demo bag seen by two cameras, front (the demo camera) and left (its image mirrored, its own optical
-    frame 5 cm to the side on /tf_static), both with the one LiDAR on /lidar/points."""
-    writer = BagWriter(out)
-    with BagReader(demo) as bag:
-        for topic, msgtype, log_ns, data in bag.messages([t.name for t in bag.topics()]):
-            if topic == "/camera/depth_gt":
-                continue
-            if topic == "/tf_static":
-                edges = messages.parse_tf_message(messages.deserialize(data, msgtype))
-                side = np.eye(4)
-                side[:3, 3] = (0.0, 0.05, 0.0)
-                optical = next(e for e in edges if e.child_frame == "camera_optical_frame").matrix
-                edges.append(messages.StaticTransform("camera_link", "left_optical_frame", side @ optical))
-                writer.write(topic, msgtype, log_ns, messages.serialize(messages.tf_message(edges, log_ns)),
-                             bag.offered_qos(topic))
-                continue
-            if not topic.startswith("/camera/"):
-                writer.write(topic, msgtype, log_ns, data, bag.offered_qos(topic))
-                continue
-            leaf = topic.rsplit("/", 1)[1]
-            writer.write(f"/front/{leaf}", msgtype, log_ns, data)
-            msg = messages.deserialize(data, msgtype)
-            msg.header.frame_id = "left_optical_frame"
-            if msgtype == messages.IMAGE:
-                rgb = np.frombuffer(msg.data.tobytes(), np.uint8).reshape(msg.height, msg.width, 3)
-                msg.data = np.ascontiguousarray(rgb[:, ::-1]).reshape(-1)
-            writer.write(f"/left/{leaf}", msgtype, log_ns, messages.serialize(msg))
-    writer.close()
-    return out
 
 
 def read_bag(path: Path) -> dict[str, list[object]]:

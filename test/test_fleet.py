@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -24,7 +25,6 @@ from fleet_fixtures import (
     stamp_ns,
     tiny_models,
     truncated_bag,
-    two_camera_bag,
     unknown_type_bag,
 )
 
@@ -49,48 +49,70 @@ def replay(bag: Path, out: Path, models: list[str], *extra: str) -> dict[str, li
     return read_bag(out)
 
 
-def test_fleet_equals_a_lossless_replay_of_the_bag(tmp_path: Path, models: list[str]) -> None:
-    bag = demo_bag(tmp_path / "drive_0", 3)
-    assert fleet([str(bag)], tmp_path / "out", models) == 0
-    ours = read_bag(tmp_path / "out" / "drive_0" / "bag")
-    assert_same_outputs(ours, NS, replay(bag, tmp_path / "replayed", models), NS, frames=3)
+@pytest.fixture(scope="module")
+def one_bag(tmp_path_factory: pytest.TempPathFactory, models: list[str]) -> dict[str, Any]:
+    """One demo bag through `fleet` and through a lossless `replay` (with its summary)."""
+    root = tmp_path_factory.mktemp("one_bag")
+    bag = demo_bag(root / "drive_0", 3)
+    rc = fleet([str(bag)], root / "out", models)
+    node = replay(bag, root / "replayed", models, "--summary-json", str(root / "summary.json"))
+    return {"rc": rc, "root": root, "node": node, "summary": json.loads((root / "summary.json").read_text())}
 
-    table = pq.read_table(tmp_path / "out" / "drive_0" / "frames.parquet").to_pylist()
+
+def test_fleet_equals_a_lossless_replay_of_the_bag(one_bag: dict[str, Any]) -> None:
+    root = one_bag["root"]
+    assert one_bag["rc"] == 0
+    ours = read_bag(root / "out" / "drive_0" / "bag")
+    assert_same_outputs(ours, NS, one_bag["node"], NS, frames=3)
+
+    table = pq.read_table(root / "out" / "drive_0" / "frames.parquet").to_pylist()
     assert [row["stamp_ns"] for row in table] == [stamp_ns(m) for m in ours[f"{NS}/depth/image"]]
     assert {row["bag"] for row in table} == {"drive_0"} and {row["frame_id"] for row in table} == {
         "camera_optical_frame"}
     assert all(row["points_used"] > 100 and row["alignment_state"] == "fitted" for row in table)
-    manifest = json.loads((tmp_path / "out" / "drive_0" / "manifest.json").read_text())
+    manifest = json.loads((root / "out" / "drive_0" / "manifest.json").read_text())
     assert manifest["input"]["files"] and manifest["models"]["depth_model"]["sha256"]
     assert manifest["params"]["processing_resolution"] == 96
-    summary = json.loads((tmp_path / "out" / "fleet_run.json").read_text())
+    summary = json.loads((root / "out" / "fleet_run.json").read_text())
     assert summary["bags"] == {"total": 1, "done": 1, "skipped": 0, "failed": 0}
     assert summary["frames_out"] == 3 and summary["frames_per_s"] > 0
     assert summary["log_s"] == pytest.approx(0.2)  # 3 frames at 10 Hz
 
 
+def test_table_ground_truth_metrics_equal_the_replay_summary(one_bag: dict[str, Any]) -> None:
+    """The evaluation columns against the bag's ground truth equal what the replay summary reports per frame."""
+    pytest.importorskip("depth_ft_ros.fleet.evaluate")
+    table = pq.read_table(one_bag["root"] / "out" / "drive_0" / "frames.parquet").to_pylist()
+    frames = {f["stamp_ns"]: f["metrics"] for f in one_bag["summary"]["frames"]}
+    assert len(table) == len(frames) == 3
+    for row in table:
+        for name in ("absrel", "rmse_m", "delta1"):
+            assert row[f"gt_{name}"] == pytest.approx(frames[row["stamp_ns"]][name], rel=1e-6), name
+
+
 @pytest.mark.slow
 def test_sqlite3_bag_and_two_cameras_with_one_lidar_equal_the_node(tmp_path: Path, models: list[str]) -> None:
-    """sqlite3 storage; and a two-camera bag: each camera's outputs equal a lossless replay of that camera alone
-    (the node keeps each camera's alignment state apart; the shared LiDAR is paired with each image). `replay`
-    serves one camera, so each camera is replayed alone; max_batch=1 gives each frame its own forward, as in
-    those replays (a batch of two differs from two batches of one by float rounding, ~3e-5 relative on CPU)."""
+    """sqlite3 storage; and a two-camera bag with one shared LiDAR against a two-camera lossless replay (the node
+    with cameras=[front,left]). A lossless replay sends one image at a time, so each frame has its own forward:
+    max_batch=1 gives the fleet the same (a batch of two differs from two of one by float rounding, ~3e-5
+    relative on this CPU)."""
     sqlite = demo_bag(tmp_path / "sq", 3, storage="sqlite3", seed=1)
     assert fleet([str(sqlite)], tmp_path / "out", models) == 0
     assert_same_outputs(read_bag(tmp_path / "out" / "sq" / "bag"), NS, replay(sqlite, tmp_path / "r_sq", models), NS,
                         frames=3)
 
-    two = two_camera_bag(demo_bag(tmp_path / "demo", 3), tmp_path / "two")
-    assert fleet([str(two)], tmp_path / "out2", models, "--param", "cameras=[front,left]",
-                 "--param", "max_batch=1") == 0
+    assert main(["make-demo-bag", str(tmp_path / "two"), "--frames", "3", "--size", "96x72",
+                 "--cameras", "front", "left"]) == 0
+    cameras = ["--param", "cameras=[front,left]", "--param", "max_batch=1"]
+    assert fleet([str(tmp_path / "two")], tmp_path / "out2", models, *cameras) == 0
     ours = read_bag(tmp_path / "out2" / "two" / "bag")
+    node = replay(tmp_path / "two", tmp_path / "r_two", models, *cameras)
     for camera in ("front", "left"):
-        alone = replay(two, tmp_path / f"r_{camera}", models, "--image-topic", f"/{camera}/image_raw",
-                       "--camera-info-topic", f"/{camera}/camera_info")
-        assert_same_outputs(ours, f"{NS}/{camera}", alone, NS, frames=3)
+        assert_same_outputs(ours, f"{NS}/{camera}", node, f"{NS}/{camera}", frames=3)
     rows = pq.read_table(tmp_path / "out2" / "two" / "frames.parquet").to_pylist()
-    assert sorted((r["camera"], r["frame_id"]) for r in rows) == sorted(
-        [("front", "camera_optical_frame")] * 3 + [("left", "left_optical_frame")] * 3)
+    assert sorted(r["camera"] for r in rows) == ["front"] * 3 + ["left"] * 3
+    assert {r["frame_id"] for r in rows} == {m.header.frame_id for m in node[f"{NS}/front/depth/image"]} | {
+        m.header.frame_id for m in node[f"{NS}/left/depth/image"]}
 
 
 def test_bad_bags_are_named_the_others_complete_and_a_rerun_skips_them(
