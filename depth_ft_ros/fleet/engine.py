@@ -125,8 +125,8 @@ def run_on_ray(sources: list[BagSource], settings: FleetSettings, out_uri: str, 
                     if attempt < MAX_ATTEMPTS:
                         queue.append((source, attempt + 1))
                         continue
-                    result = BagResult(source.name, source.uri, "failed", reason=f"its worker was lost {attempt} "
-                                       f"times ({type(exc).__name__})")
+                    result = BagResult(source.name, source.uri, "failed", reason=f"its worker was lost on each of "
+                                       f"{attempt} attempt(s) ({type(exc).__name__})")
                 except RayTaskError as exc:  # an error outside process_bag's own handling
                     idle.append(actor)
                     result = BagResult(source.name, source.uri, "failed",
