@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from fleet_fixtures import (
     FAST,
     LIDAR_ONLY,
@@ -77,6 +78,26 @@ def test_fleet_equals_a_lossless_replay_of_the_bag(one_bag: dict[str, Any]) -> N
     assert summary["bags"] == {"total": 1, "done": 1, "skipped": 0, "failed": 0}
     assert summary["frames_out"] == 3 and summary["frames_per_s"] > 0
     assert summary["log_s"] == pytest.approx(0.2)  # 3 frames at 10 Hz
+
+
+def test_output_bag_opens_on_humble_and_with_the_mcap_reader(one_bag: dict[str, Any]) -> None:
+    """Metadata version 8 (the newest Humble's `ros2 bag` parses); every message decodes with the reference mcap +
+    mcap-ros2-support readers, as many as rosbags reads."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    out_bag = one_bag["root"] / "out" / "drive_0" / "bag"
+    info = yaml.safe_load((out_bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["version"] == 8
+    counts: dict[str, int] = {}
+    for mcap_file in out_bag.glob("*.mcap"):
+        with mcap_file.open("rb") as handle:
+            reader = make_reader(handle, decoder_factories=[DecoderFactory()])
+            for _schema, channel, _message, _decoded in reader.iter_decoded_messages():
+                counts[channel.topic] = counts.get(channel.topic, 0) + 1
+    assert counts == {topic: len(msgs) for topic, msgs in read_bag(out_bag).items()}
+    assert counts == {f"{NS}/{topic}": 3 for topic in ("depth/image", "depth/camera_info", "depth/confidence",
+                                                       "points")}
 
 
 def test_table_ground_truth_metrics_equal_the_replay_summary(one_bag: dict[str, Any]) -> None:
