@@ -5,6 +5,9 @@ An actor takes one whole bag at a time, so each camera's temporal state runs in 
 bags run in parallel across actors. An actor that dies (a killed worker process, a lost node) is replaced by a
 new one and its bag is given to the pool again, up to MAX_ATTEMPTS times; its partial outputs were never
 published.
+
+Workers report through their results (a bag's reason, counts and first messages), not their logs: their stdout and
+stderr stay in Ray's session logs (/tmp/ray/session_latest/logs on each machine).
 """
 
 from __future__ import annotations
@@ -79,6 +82,15 @@ def _pool_size(options: EngineOptions, resources: dict[str, float]) -> tuple[int
     return max(1, int(resources.get("CPU", 1.0) / max(options.cpus_per_worker, 1.0))), per_gpu
 
 
+def _creation_error(exc: Exception) -> str:
+    """The error an actor's constructor raised, from Ray's report of the actor's death (its last error line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if "Error:" in line]
+    if not lines:
+        return str(exc).splitlines()[0]
+    name, _, text = lines[-1].partition(": ")  # "depth_ft_ros.errors.ModelLoadError: parameter depth_model: ..."
+    return text if name.endswith("Error") and " " not in name else lines[-1]
+
+
 def run_on_ray(sources: list[BagSource], settings: FleetSettings, out_uri: str, options: EngineOptions,
                on_result: Callable[[BagResult], None], on_tick: Callable[[], None] | None = None) -> str:
     """Every source through a Ray actor pool; on_result for each bag as it finishes. Returns a description of
@@ -90,9 +102,10 @@ def run_on_ray(sources: list[BagSource], settings: FleetSettings, out_uri: str, 
 
     try:
         if options.address == "local":
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=False)
         else:
-            ray.init(address=options.address, logging_level=logging.WARNING)
+            ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=False)
     except Exception as exc:  # no cluster at that address, a local start refused (e.g. /dev/shm too small)
         raise DepthFtError(f"--address {options.address}: cannot start or reach Ray ({type(exc).__name__}: "
                            f"{exc})") from None
@@ -102,6 +115,10 @@ def run_on_ray(sources: list[BagSource], settings: FleetSettings, out_uri: str, 
         actor_class: Any = ray.remote(num_cpus=options.cpus_per_worker, num_gpus=gpus, max_restarts=0,
                                       max_task_retries=0)(BagWorker)
         actors = [actor_class.remote(settings, out_uri) for _ in range(count)]
+        try:  # the models load in each actor: a wrong checkpoint fails here, once, not as lost workers per bag
+            ray.get(actors[0].pid.remote())
+        except RayActorError as exc:
+            raise DepthFtError(f"the workers cannot start: {_creation_error(exc)}") from None
         queue: deque[tuple[BagSource, int]] = deque((s, 1) for s in sources)
         idle = deque(actors)
         running: dict[Any, tuple[Any, BagSource, int]] = {}
