@@ -106,7 +106,7 @@ def test_a_busy_node_publishes_the_frame_in_hand_then_exits_0(ros_graph: Any, tm
             stamp_ns = T0_NS + i * 100_000_000
             probe.send(stamp_ns)
             if probe.graph.wait_for(lambda s=stamp_ns: any(stamp_ns_of(m) == s for m in probe.out["depth/image"]),
-                                    5.0):
+                                    20.0):  # one frame at a time: none still in the worker when the busy one comes
                 break
         busy_stamp_ns = T0_NS + 10_000_000_000  # after every frame sent so far
         time.sleep(0.5)

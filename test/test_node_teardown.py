@@ -30,12 +30,17 @@ def _first_output(probe: Probe) -> int:
 
 
 def test_cleanup_waits_for_the_frame_in_hand(ros_graph: Any) -> None:
-    node = start_node(ros_graph, "teardown_wait", sync_wait=2.0, alignment="global")
+    node = start_node(ros_graph, "teardown_wait", sync_wait=3.0, alignment="global")
     probe = Probe(ros_graph)
     stamp_ns = _first_output(probe) + 10_000_000_000  # after every frame sent so far
+    # Every frame sent so far done with (a loaded machine may still be on the second): the next one is the busy one.
+    assert ros_graph.wait_for(lambda: node.stats.frames_finished() == node.stats.frames_in
+                              and node._worker.busy_since_s is None, 30.0)
+    frames_before = node.stats.frames_in
     node.worker_join_timeout_s = 0.05  # deactivate gives up on the busy worker at once
     probe.send(stamp_ns, with_points=False)  # the worker waits up to sync_wait for points that never come
-    assert ros_graph.wait_for(lambda: node._worker is not None and node._worker.busy_since_s is not None, 5.0)
+    assert ros_graph.wait_for(lambda: node.stats.frames_in > frames_before and node._worker is not None
+                              and node._worker.busy_since_s is not None, 5.0)
     worker = node._worker
     node.trigger_deactivate()
     assert worker.is_alive()  # still in its frame: deactivate could not join it
