@@ -104,7 +104,7 @@ def test_keep_mask_drops_points_like_nan_depth() -> None:
     frame = load_motorcycle()
     rng = np.random.default_rng(5)
     keep = rng.random(frame.depth_m.shape) > 0.3
-    rgb = (rng.random(frame.depth_m.shape + (3,)) * 255).astype(np.uint8)
+    rgb = (rng.random((*frame.depth_m.shape, 3)) * 255).astype(np.uint8)
     masked = np.where(keep, frame.depth_m, np.nan).astype(np.float32)
     for stride in (1, 3):
         cloud = cloud_arrays(frame.depth_m, frame.camera, rgb=rgb, stride=stride, keep=keep, max_range_m=50.0)

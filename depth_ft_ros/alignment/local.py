@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import cv2
 import numpy as np
@@ -237,25 +239,55 @@ def _row_map(height: int, width: int, cell_px: int, grid_rows: int) -> np.ndarra
     return out
 
 
+@dataclass(frozen=True)
+class LocalOptions:
+    """How local_refine corrects the global map (AlignerSettings.local_options; the node sets max_heldout_ratio
+    from local_heldout_ratio, the rest are these defaults)."""
+
+    cell_px: int = 8  # spatial cell of the bilateral grid, px
+    n_bins: int = 8  # log-depth bins of the grid (1: no edge awareness)
+    range_sigma_bins: float = 1.0  # Gaussian sigma along the bins
+    sigma_px: float | None = None  # base spatial sigma, px; None: from the point density (sigma_factor x spacing)
+    sigma_factor: float = 1.1
+    sigma_min_px: float = 6.0
+    n_levels: int = 3  # coarse-to-fine levels, sigma_px * 2**level
+    prior_points: float = 0.5  # pseudo-points of zero correction at each kernel centre
+    outlier_k: float = 3.0  # robust sigmas from the leave-one-out neighbour mean that make a point an outlier
+    outlier_floor: float = 0.01  # smallest outlier band, log ratio
+    max_heldout_ratio: float = 0.9  # the correction is used when its held-out error is at most this x global's
+    max_abs_log_correction: float = 1.0
+    min_points: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("cell_px", "n_bins", "n_levels", "min_points"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise InputError(f"local alignment option {name} must be an integer >= 1, got {value!r}")
+        for name in ("range_sigma_bins", "sigma_factor", "sigma_min_px", "prior_points", "outlier_k",
+                     "outlier_floor", "max_heldout_ratio", "max_abs_log_correction"):
+            value = getattr(self, name)
+            if not value >= 0:  # also refuses NaN
+                raise InputError(f"local alignment option {name} must be >= 0, got {value!r}")
+        if self.sigma_px is not None and not self.sigma_px > 0:
+            raise InputError(f"local alignment option sigma_px must be > 0 or None, got {self.sigma_px!r}")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> LocalOptions:
+        """From keyword values (align_detailed's local_kwargs); unknown names are refused by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InputError(f"unknown local alignment option(s) {unknown}; known: {sorted(known)}")
+        return cls(**options)
+
+
 def local_refine(
     depth_global_m: np.ndarray,
     uv: np.ndarray,
     z: np.ndarray,
     fit: FitResult | None = None,
+    options: LocalOptions | None = None,
     *,
-    cell_px: int = 8,
-    n_bins: int = 8,
-    range_sigma_bins: float = 1.0,
-    sigma_px: float | None = None,
-    sigma_factor: float = 1.1,
-    sigma_min_px: float = 6.0,
-    n_levels: int = 3,
-    prior_points: float = 0.5,
-    outlier_k: float = 3.0,
-    outlier_floor: float = 0.01,
-    max_heldout_ratio: float = 0.9,
-    max_abs_log_correction: float = 1.0,
-    min_points: int = 20,
     min_depth_m: float = 1e-3,
     max_depth_m: float = np.inf,
 ) -> LocalResult:
@@ -267,11 +299,13 @@ def local_refine(
     depth_m=None with a note when fewer than min_points usable points remain, or when the held-out test finds
     no local error (info["heldout_ratio"] > max_heldout_ratio): then the global map stands.
     """
+    o = options or LocalOptions()
+    cell_px, n_bins, range_sigma_bins, sigma_px = o.cell_px, o.n_bins, o.range_sigma_bins, o.sigma_px
+    n_levels, prior_points, outlier_k, outlier_floor = o.n_levels, o.prior_points, o.outlier_k, o.outlier_floor
+    max_heldout_ratio, max_abs_log_correction, min_points = o.max_heldout_ratio, o.max_abs_log_correction, o.min_points
     depth = np.asarray(depth_global_m, dtype=np.float32)
     if depth.ndim != 2:
         raise InputError(f"depth must be 2-D, got shape {depth.shape}")
-    if cell_px < 1 or n_bins < 1 or n_levels < 1:
-        raise InputError(f"cell_px, n_bins and n_levels must be >= 1 (got {cell_px}, {n_bins}, {n_levels})")
     h, w = depth.shape
     uv_arr = np.asarray(uv).astype(np.int64)
     z_arr = np.asarray(z, dtype=np.float64).ravel()
@@ -296,7 +330,7 @@ def local_refine(
     pts = _Points.on_grid(coords, grid.shape)
     range_sigma = range_sigma_bins if n_bins > 1 else 0.0
     if sigma_px is None:
-        sigma_px = max(sigma_factor * _density_sigma_px(xy, w, 4 * cell_px), sigma_min_px)
+        sigma_px = max(o.sigma_factor * _density_sigma_px(xy, w, 4 * cell_px), o.sigma_min_px)
 
     # Outlier test against the leave-one-out kernel mean of the neighbours (twice the base sigma). The second
     # pass takes the reference from the first pass's inliers only: 10 % outliers bias a kernel mean enough to

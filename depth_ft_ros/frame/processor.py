@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from depth_ft_ros.alignment.aligner import AlignerSettings, AlignmentReport, MetricAligner
+from depth_ft_ros.alignment.aligner import AlignmentReport, MetricAligner, aligner_settings
 from depth_ft_ros.alignment.confidence import ConfidenceSettings, cloud_keep_mask, confidence_map, depth_edges
 from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.enums import AlignmentMethod, AlignmentState, Space
@@ -51,21 +50,6 @@ class Outputs:
 
 __all__ = ["AlignmentReport", "FrameInput", "FramePipeline", "FrameResult", "Outputs", "aligner_settings",
            "camera_for_image"]
-
-
-def aligner_settings(config: NodeConfig) -> AlignerSettings:
-    """The node's alignment parameters as MetricAligner settings (the one place that maps them)."""
-    return AlignerSettings(
-        method=AlignmentMethod(config.alignment),
-        min_depth_m=config.min_depth,
-        max_depth_m=config.max_depth,
-        min_points=config.min_points,
-        fit_shift=config.alignment_fit == "scale_shift",
-        smoothing_seconds=config.smoothing_seconds,
-        hold_seconds=config.hold_seconds,
-        hold=config.on_few_points == "hold",
-        local_options=MappingProxyType({"max_heldout_ratio": config.local_heldout_ratio}),
-    )
 
 
 @dataclass
