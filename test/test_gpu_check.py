@@ -12,7 +12,24 @@ import torch
 from depth_ft_ros.bench import gpu_check
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU smoke run; on CUDA `make gpu-check` measures")
+NO_CUDA_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU smoke run; on CUDA `make gpu-check`")
+FAST_PARTS = ("cuda tests", "predictor", "models", "node")  # finetune and the ONNX export: the slow test
+
+
+@NO_CUDA_ONLY
+def test_gpu_check_smoke_run_of_the_inference_parts(tmp_path) -> None:
+    doc = gpu_check.run_check(tmp_path, quick=True, runs=1, parts=FAST_PARTS)
+    rows = doc["rows"]
+    assert [r["part"] for r in rows if r["status"] == "no CUDA"] == list(FAST_PARTS)
+    assert all(r["status"] == "ok" for r in rows if r["mode"] == "cpu smoke"), rows
+    values = {r["case"]: r["values"] for r in rows if r["mode"] == "cpu smoke"}
+    assert values["64 diffusers MarigoldDepthPipeline fp32"]["max_abs_diff"] < 1e-3
+    node = next(v for case, v in values.items() if case.startswith("640x480"))
+    assert node["frames"] == 3 and node["latency_p50_ms"] > 0 and node["cpu_ms_per_output"] > 0
+
+
+@pytest.mark.slow
+@NO_CUDA_ONLY
 def test_gpu_check_smoke_run_without_cuda(tmp_path) -> None:
     doc = gpu_check.run_check(tmp_path, quick=True, runs=1)
     on_disk = json.loads((tmp_path / "gpu-check.json").read_text())
