@@ -11,7 +11,6 @@ import torch
 
 from depth_ft_ros.bench import gpu_check
 
-
 NO_CUDA_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU smoke run; on CUDA `make gpu-check`")
 FAST_PARTS = ("cuda tests", "predictor", "models", "node")  # finetune and the ONNX export: the slow test
 
