@@ -437,9 +437,8 @@ def part_finetune(ctx: Context) -> list[Row]:
         tuner.optimizer.step()
         return float(loss.detach())
 
-    with _peak_memory() as mem:
-        step()  # warm-up: allocator, optimizer state
-        _, times = _timed(step, max(1, min(ctx.runs, 3)))
+    with _peak_memory() as mem:  # a warm-up step first on CUDA (allocator, optimizer state)
+        _, times = _timed(step, max(1, min(ctx.runs, 3)), warmup=ctx.cuda)
     return [Row("finetune", f"one step {height}x{width} batch 2, "
                             f"{'bf16 autocast' if ctx.cuda else 'fp32'} + gradient checkpointing",
                 {"step_ms": _median(times), "peak_mib": round(mem["peak_mib"], 0)})]
