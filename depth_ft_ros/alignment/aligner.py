@@ -3,7 +3,7 @@
 MetricAligner is the one object that combines the steps, in this order:
 robust global fit (scale_shift.fit_scale_shift) -> temporal filter (temporal.ScaleShiftFilter) -> hold policy
 (use a held fit when this frame has none, or not) -> metric map (apply_scale_shift) -> optional local
-refinement (local_alignment.local_refine). The node (FramePipeline), the public align() / align_detailed()
+refinement (local_alignment.local_refine). The frame processor, the public align() / align_detailed()
 (a one-frame aligner), `eval-alignment` and the tests all run it, so the accuracy that is measured is the
 accuracy of the code that runs.
 
