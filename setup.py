@@ -32,9 +32,12 @@ setup(
         "pyyaml",
     ],
     extras_require={"test": ["pytest", "ruff", "mypy", "types-PyYAML", "mcap", "mcap-ros2-support",
-                                "colcon-common-extensions"],
+                                "colcon-common-extensions",
+                                "moto[server]"],  # an S3 API on 127.0.0.1 for the fleet tests
                     # ONNX export and the ONNX Runtime path (CPU build; onnxruntime-gpu / JetPack's on GPUs)
-                    "onnx": ["onnx", "onnxruntime"]},
+                    "onnx": ["onnx", "onnxruntime"],
+                    # `depth-ft-ros fleet`: bags over a Ray actor pool; Parquet and s3:// through pyarrow
+                    "fleet": ["ray[data]", "pyarrow"]},
     zip_safe=True,
     maintainer="depth_ft_ros maintainers",
     description="Single-step diffusion depth and normals, metric-aligned, as a ROS 2 node",
