@@ -251,10 +251,10 @@ class FrameProcessor:
             if want_cloud and depth_m is not None:
                 kept = cloud_keep_mask(depth_m, edges if cfg.cloud_edge_filter else None, confidence,
                                        cfg.cloud_min_confidence)
-                cloud_depth = depth_m if kept.all() else np.where(kept, depth_m, np.float32(np.nan))
-                cloud = cloud_arrays(cloud_depth, camera, rgb=rgb if cfg.cloud_rgb else None,
+                cloud = cloud_arrays(depth_m, camera, rgb=rgb if cfg.cloud_rgb else None,
                                      normals=normals if cfg.cloud_normals else None, stride=cfg.cloud_stride,
-                                     max_range_m=cfg.cloud_max_range or cfg.max_depth, rectified=rectified)
+                                     max_range_m=cfg.cloud_max_range or cfg.max_depth, rectified=rectified,
+                                     keep=kept)
             t5 = time.perf_counter()
             timings_ms["cloud"] = (t5 - t4) * 1e3
         except Exception as exc:
