@@ -16,12 +16,12 @@ import time
 
 import numpy as np
 
+from depth_ft_ros.bench.node import OUTSIDE_NETWORK
 from depth_ft_ros.enums import Device
 from depth_ft_ros.errors import DepthFtError
 from depth_ft_ros.node.middleware import PUBLICATION_MODE_VAR
 
 MODES = {"batched": {"max_batch": 0, "batch_window": 50.0}, "sequential": {"max_batch": 1, "batch_window": 0.0}}
-OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "confidence", "rectify", "cloud", "publish")
 
 
 def run_mode(args: argparse.Namespace, n_cameras: int, mode: str, depth_model: str,

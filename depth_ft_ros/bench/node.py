@@ -26,7 +26,7 @@ from depth_ft_ros.errors import DepthFtError
 from depth_ft_ros.msgs import names
 from depth_ft_ros.node.middleware import NODE_PUBLICATION_MODE, PUBLICATION_MODE_VAR, PUBLICATION_MODES
 
-OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "confidence", "rectify", "cloud", "publish")
+OUTSIDE_NETWORK = ("convert_image", "convert_points", "sparse", "align", "confidence", "rectify", "cloud", "publish")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
