@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from depth_ft_ros.bench.node import OUTSIDE_NETWORK
+from depth_ft_ros.bench.harness import OUTSIDE_NETWORK
 from depth_ft_ros.enums import Device
 from depth_ft_ros.errors import DepthFtError
 from depth_ft_ros.node.middleware import PUBLICATION_MODE_VAR
