@@ -212,3 +212,22 @@ def test_proof_finetuning_on_the_demo_bag_improves_held_out_absrel(demo: dict[st
     # The folder loads in the node: a lossless replay with it.
     assert main(["replay", str(bag), "--out", str(tmp_path / "replay"), "--lossless", "--depth-model",
                  str(tmp_path / "ft"), "--param", "processing_resolution=160"]) == 0
+
+
+def test_the_empty_prompt_embedding_can_be_saved_for_backward(tmp_path: Path) -> None:
+    """At a checkpoint's first load the embedding comes from the text encoder (no cache yet): it must be an
+    ordinary tensor, since fine-tuning with gradient checkpointing saves the UNet's inputs for backward (torch
+    refuses inference-mode tensors there)."""
+    import torch
+
+    from depth_ft_ros.evaluation.tiny import make_tiny_model
+    from depth_ft_ros.model.families.checkpoint import empty_text_embedding
+
+    model = make_tiny_model(tmp_path / "m", "e2e-ft-depth")
+    for cache in model.rglob("*empty*"):  # whatever cache the writer left: the first load computes it
+        cache.unlink()
+    first = empty_text_embedding(model)
+    assert not first.is_inference()
+    weight = torch.ones(first.shape[-1], requires_grad=True)
+    torch.utils.checkpoint.checkpoint(lambda w: (first * w).sum(), weight, use_reentrant=False).backward()
+    assert weight.grad is not None

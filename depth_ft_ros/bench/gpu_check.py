@@ -413,14 +413,10 @@ def part_finetune(ctx: Context) -> list[Row]:
     """One fine-tuning step at 480x640, batch 2, bf16 autocast + gradient checkpointing."""
     import torch
 
-    from depth_ft_ros.model.families.checkpoint import empty_text_embedding
     from depth_ft_ros.training.samples import TrainSample
     from depth_ft_ros.training.trainer import FinetuneOptions, Finetuner
 
     model = _checkpoint(ctx, "e2e-ft-depth")
-    # The embedding computed from a text encoder at a checkpoint's first load is an inference-mode tensor, which
-    # gradient checkpointing cannot save for backward; from the embedding cache written then, it is a plain one.
-    empty_text_embedding(model)
     height, width = (480, 640) if ctx.cuda else (64, 80)
     options = FinetuneOptions(bags=(), base=str(model), out=ctx.work / "finetune-out",
                               processing_resolution=max(height, width),

@@ -235,7 +235,9 @@ def _compute_empty_embedding(model_dir: Path, weights: WeightsFile) -> torch.Ten
     ids = tokenizer(
         "", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids
-    with torch.inference_mode():
+    # no_grad, not inference_mode: an inference tensor cannot be saved for backward, and fine-tuning with gradient
+    # checkpointing feeds this embedding to the UNet.
+    with torch.no_grad():
         embedding = encoder(ids)[0].float().clone()
     del encoder
     gc.collect()
