@@ -24,6 +24,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "make-demo-bag": ("cli.demo_bag", "write a short rosbag2 built from the bundled Middlebury frame"),
     "replay": ("cli.replay", "replay a rosbag2 through the node and record its outputs"),
     "finetune": ("cli.finetune", "fine-tune a checkpoint on rosbags with their LiDAR as supervision (E2E-FT recipe)"),
+    "fleet-compare": ("cli.fleet_compare", "compare two `fleet` runs (checkpoints) over the same bags: held-out "
+                      "LiDAR AbsRel per bag and overall, with a bootstrap interval"),
     "demo": ("cli.demo", "the main job: demo bag -> node replay -> summary and previews"),
 }
 

@@ -26,7 +26,8 @@ from depth_ft_ros.geometry.sparse import SparsePoints, project_sparse_points, sp
 from depth_ft_ros.training.samples import sparse_image, split_points
 
 if TYPE_CHECKING:
-    from depth_ft_ros.frame.processor import CameraFrame, FrameResult
+    from depth_ft_ros.frame.processor import FrameInput as CameraFrame  # CameraFrame once the frame path lands
+    from depth_ft_ros.frame.processor import FrameResult
 
 HELDOUT_METRICS = ("absrel", "rmse_m", "delta1")
 GT_METRICS = ("absrel", "rmse_m", "delta1", "coverage", "absrel_cloud_kept", "absrel_cloud_dropped",
