@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): setup.py requirements-ros.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,onnx]' -r requirements-ros.txt
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,onnx,fleet]' -r requirements-ros.txt
 	touch $(STAMP)
 
 test: setup

@@ -34,7 +34,9 @@ setup(
     extras_require={"test": ["pytest", "ruff", "mypy", "types-PyYAML", "mcap", "mcap-ros2-support",
                                 "colcon-common-extensions"],
                     # ONNX export and the ONNX Runtime path (CPU build; onnxruntime-gpu / JetPack's on GPUs)
-                    "onnx": ["onnx", "onnxruntime"]},
+                    "onnx": ["onnx", "onnxruntime"],
+                    # offline fleet reports: the per-bag Parquet tables and the summary/compare plots
+                    "fleet": ["pyarrow", "matplotlib"]},
     zip_safe=True,
     maintainer="depth_ft_ros maintainers",
     description="Single-step diffusion depth and normals, metric-aligned, as a ROS 2 node",
