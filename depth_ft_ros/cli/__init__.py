@@ -26,6 +26,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "finetune": ("cli.finetune", "fine-tune a checkpoint on rosbags with their LiDAR as supervision (E2E-FT recipe)"),
     "fleet-compare": ("cli.fleet_compare", "compare two `fleet` runs (checkpoints) over the same bags: held-out "
                       "LiDAR AbsRel per bag and overall, with a bootstrap interval"),
+    "fleet-demo": ("cli.fleet_demo", "demo bags -> tiny checkpoint fine-tuned on some -> fleet runs of base and "
+                   "fine-tuned over the others -> the compare report"),
     "demo": ("cli.demo", "the main job: demo bag -> node replay -> summary and previews"),
 }
 

@@ -81,3 +81,31 @@ def compare_figure(comparison: Comparison, path: Path) -> Path:
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
     return path
+
+
+def depth_preview_figure(rgb: np.ndarray, gt_depth_m: np.ndarray | None, depths_m: dict[str, np.ndarray | None],
+                         path: Path, title: str = "") -> Path:
+    """One frame: the image, its ground truth and each run's metric depth on one colour scale (metres)."""
+    panels: list[tuple[str, np.ndarray | None]] = [("ground truth", gt_depth_m), *depths_m.items()]
+    valid = [d[np.isfinite(d)] for _, d in panels if d is not None and np.isfinite(d).any()]
+    lo, hi = (float(np.percentile(np.concatenate(valid), 2)), float(np.percentile(np.concatenate(valid), 98))
+              ) if valid else (0.0, 1.0)
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.0))
+    axes[0].imshow(rgb)
+    axes[0].set_title("image")
+    image = None
+    for ax, (label, depth) in zip(axes[1:], panels, strict=True):
+        if depth is None:
+            ax.text(0.5, 0.5, "no metric depth", ha="center", va="center", transform=ax.transAxes)
+        else:
+            image = ax.imshow(np.ma.masked_invalid(depth), cmap="turbo", vmin=lo, vmax=hi)
+        ax.set_title(label)
+    for ax in axes:
+        ax.set_axis_off()
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), shrink=0.8, label="depth (m)")
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+    return path
