@@ -36,7 +36,7 @@ def _write_bag(run: Path, bag: str, absrel: list[float], methods: list[str], sta
         "heldout_rmse_m": pa.array([2 * a for a in absrel], pa.float64()),
         "gt_absrel": pa.array([math.nan] * n, pa.float64()),
         "confidence_p50": pa.array([0.5] * n, pa.float64()),
-        "pipeline_ms": pa.array([10.0] * n, pa.float64()),
+        "ms_pipeline": pa.array([10.0] * n, pa.float64()),
     })
     (run / bag).mkdir(parents=True)
     pq.write_table(table, run / bag / "frames.parquet")
@@ -46,7 +46,7 @@ def test_summary_numbers_follow_the_tables_and_the_run_record(tmp_path: Path) ->
     _write_bag(tmp_path, "bag_a", [0.1, 0.2, math.nan, 0.3], ["local", "local", "global", "local"],
                stamps_s=[0.0, 0.5, 1.0, 2.0])
     _write_bag(tmp_path, "bag_b", [0.05, 0.15], ["global", "global"], stamps_s=[0.0, 1.0])
-    _write_bag(tmp_path, "bag_c.partial", [9.0], ["local"])  # in progress: not part of the summary
+    _write_bag(tmp_path, "bag_c.partial-1a2b3c4d", [9.0], ["local"])  # in progress: not part of the summary
     (tmp_path / "fleet_run.json").write_text(json.dumps(
         {"wall_s": 4.0, "failed": [{"bag": "broken", "reason": "truncated MCAP"}]}))
     path = write_summary(tmp_path)
@@ -65,6 +65,7 @@ def test_summary_numbers_follow_the_tables_and_the_run_record(tmp_path: Path) ->
     assert "local 50%, global 50%" in text  # overall: 3 of 6 frames each
     assert "- broken: truncated MCAP" in text
     assert "GT AbsRel" not in text  # no bag has ground truth
+    assert "| pipeline |" in text and "| bag_a | 10.0 |" in text  # stage timings
 
 
 def test_bootstrap_interval_matches_scipy() -> None:

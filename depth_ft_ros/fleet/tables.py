@@ -22,6 +22,8 @@ from depth_ft_ros.errors import InputError
 
 FRAMES_FILE = "frames.parquet"
 RUN_FILE = "fleet_run.json"
+NOT_OUTPUT = (".partial-", ".replaced-")  # the engine's names for work in progress and replaced outputs
+TIMING_PREFIX = "ms_"  # stage timing columns: ms_<stage>
 MEAN_COLUMNS = ("heldout_absrel", "heldout_rmse_m", "heldout_delta1", "gt_absrel", "gt_rmse_m", "gt_delta1")
 
 
@@ -38,7 +40,7 @@ class BagStats:
     methods: dict[str, float]  # alignment_method -> share of frames
     states: dict[str, float]  # alignment_state -> share of frames
     confidence: dict[str, float]  # confidence quantile columns -> mean over frames
-    timings_ms: dict[str, float]  # *_ms columns -> mean over frames
+    timings_ms: dict[str, float]  # stage (ms_<stage> columns) -> mean over frames
     per_frame_absrel: np.ndarray = field(default_factory=lambda: np.zeros(0))  # finite held-out AbsRel values
 
 
@@ -56,12 +58,12 @@ class RunInfo:
 
 
 def bag_tables(out_dir: Path) -> dict[str, Path]:
-    """bag name -> its frames table, for the finished bags under out_dir (folders in progress are hidden or
-    carry .partial/.tmp in their name and have no table under the final name yet)."""
+    """bag name -> its frames table, for the finished bags under out_dir (folders in progress or set aside by
+    the engine carry .partial-/.replaced- in their name: not outputs)."""
     found: dict[str, Path] = {}
     for path in sorted(Path(out_dir).glob(f"*/{FRAMES_FILE}")):
         name = path.parent.name
-        if name.startswith(".") or name.endswith((".partial", ".tmp")):
+        if name.startswith(".") or any(mark in name for mark in NOT_OUTPUT):
             continue
         found[name] = path
     return found
@@ -120,7 +122,8 @@ def bag_stats(bag: str, table: pa.Table) -> BagStats:
         bag=bag, frames=table.num_rows, cameras=cameras, log_s=log_s, means=means, scored=scored,
         methods=_shares(table, "alignment_method"), states=_shares(table, "alignment_state"),
         confidence=column_means(confidence_columns(names)),
-        timings_ms=column_means([n for n in names if n.endswith("_ms") and not n.startswith(("heldout", "gt_"))]),
+        timings_ms={n[len(TIMING_PREFIX):]: v for n, v in
+                    column_means([n for n in names if n.startswith(TIMING_PREFIX)]).items()},
         per_frame_absrel=absrel[np.isfinite(absrel)],
     )
 
