@@ -18,6 +18,7 @@ from depth_ft_ros.enums import AlignmentMethod, AlignmentState, Space
 from depth_ft_ros.fleet.evaluate import COLUMNS, evaluation_columns
 from depth_ft_ros.frame import processor
 from depth_ft_ros.geometry.camera import PinholeCamera
+from depth_ft_ros.geometry.rectify import rectified_camera
 from depth_ft_ros.geometry.sparse import SparsePoints
 from depth_ft_ros.training.samples import split_points
 
@@ -35,7 +36,8 @@ def _relative() -> np.ndarray:
     return (0.2 + 0.8 * (0.5 + 0.5 * np.sin(u / 9.0) * np.cos(v / 7.0))).astype(np.float32)
 
 
-def _scene(held_error: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _scene(held_error: np.ndarray | None = None, cam: PinholeCamera | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(relative, points in the camera frame, uv, true z) with points on every 3rd pixel, row-major; the
     held-out half's depths multiplied by 1 + held_error (in the held half's order) when given."""
     relative = _relative()
@@ -45,7 +47,7 @@ def _scene(held_error: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray
     if held_error is not None:
         _, held = _halves(uv, z)
         z[held] *= 1.0 + held_error
-    cam = _camera()
+    cam = cam or _camera()
     x = (uv[:, 0] - cam.cx) * z / cam.fx
     y = (uv[:, 1] - cam.cy) * z / cam.fy
     return relative, np.stack([x, y, z], axis=1), uv, z
@@ -60,17 +62,18 @@ def _halves(uv: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             np.array([key[(int(a), int(b))] for a, b in held.uv]))
 
 
-def _frame(points: np.ndarray):  # the frame path's per-camera input
+def _frame(points: np.ndarray | None, camera: PinholeCamera | None = None):  # the frame path's per-camera input
     cls = getattr(processor, "CameraFrame", None) or processor.FrameInput
-    kwargs = {"rgb": np.zeros((H, W, 3), np.uint8), "camera": _camera(), "stamp_ns": STAMP_NS,
+    kwargs = {"rgb": np.zeros((H, W, 3), np.uint8), "camera": camera or _camera(), "stamp_ns": STAMP_NS,
               "points_cam_m": points}
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs.update({k: v for k, v in (("camera_name", ""), ("frame_id", "cam")) if k in names})
     return cls(**kwargs)
 
 
-def _result(frame, relative: np.ndarray, depth_m: np.ndarray | None, kept: np.ndarray | None = None):
-    kwargs = {"stamp_ns": STAMP_NS, "camera": frame.camera, "relative": relative, "space": Space.DEPTH,
+def _result(frame, relative: np.ndarray, depth_m: np.ndarray | None, kept: np.ndarray | None = None,
+            camera: PinholeCamera | None = None):
+    kwargs = {"stamp_ns": STAMP_NS, "camera": camera or frame.camera, "relative": relative, "space": Space.DEPTH,
               "depth_m": depth_m, "normals": None, "cloud": None,
               "alignment": AlignmentReport(AlignmentState.FITTED, AlignmentMethod.GLOBAL),
               "timings_ms": {}, "confidence": None, "cloud_kept": kept}
@@ -109,6 +112,25 @@ def test_heldout_metrics_match_a_least_squares_fit_on_the_other_half() -> None:
     assert expected_absrel > 0.05  # the held-out errors are seen, not fitted away
     np.testing.assert_array_equal(result.depth_m, published)  # the published depth is left alone
     assert all(np.isnan(columns[c]) for c in COLUMNS if c.startswith("gt_"))  # no ground truth given
+
+
+def test_rectified_outputs_are_scored_in_the_rectified_geometry() -> None:
+    """A distorted raw camera with rectify_outputs: the outputs (and the relative map the evaluation fits) are on
+    the rectified grid of P, so the points must be projected with P, not K and D."""
+    raw = PinholeCamera(W, H, _camera().k, [-0.3, 0.08, 0.0, 0.0, 0.0], np.hstack([_camera().k, np.zeros((3, 1))]))
+    outputs_camera = rectified_camera(raw)
+    held_error = np.random.default_rng(4).uniform(0.0, 0.15, len(_scene()[3]) - len(_scene()[3]) // 2)
+    relative, points, uv, z = _scene(held_error, outputs_camera)  # exact pixel centres of the rectified grid
+    fit_idx, held_idx = _halves(uv, z)
+    r = relative[uv[:, 1], uv[:, 0]].astype(np.float64)
+    (s, t), *_ = np.linalg.lstsq(np.stack([r[fit_idx], np.ones(len(fit_idx))], axis=1), z[fit_idx], rcond=None)
+    truth = z[held_idx].astype(np.float32).astype(np.float64)
+    expected = np.mean(np.abs(s * r[held_idx] + t - truth) / truth)
+
+    frame = _frame(points, raw)
+    config = NodeConfig(alignment="global", see_through_margin=0.0)
+    columns = evaluation_columns(_result(frame, relative, None, camera=outputs_camera), frame, config)
+    assert columns["heldout_absrel"] == pytest.approx(expected, rel=1e-4)
 
 
 def test_node_default_local_alignment_scores_an_exact_scene_near_zero() -> None:

@@ -22,6 +22,7 @@ from depth_ft_ros.alignment.aligner import MetricAligner
 from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.evaluation.metrics import cloud_split_metrics, depth_metrics
 from depth_ft_ros.frame.processor import aligner_settings
+from depth_ft_ros.geometry.rectify import needs_rectification
 from depth_ft_ros.geometry.sparse import SparsePoints, project_sparse_points, sparse_from_depth_image
 from depth_ft_ros.training.samples import sparse_image, split_points
 
@@ -61,7 +62,8 @@ def evaluation_columns(result: FrameResult, frame: CameraFrame, config: NodeConf
 def output_points(result: FrameResult, frame: CameraFrame, cfg: NodeConfig) -> SparsePoints | None:
     """The frame's sparse points in the geometry of the outputs: as the node projects them when the outputs
     keep the input's geometry; rotated into the rectified frame and projected with P when they are rectified."""
-    rectified_outputs = result.camera is not frame.camera
+    # As the frame path decides it: raw input, rectify_outputs on, and a camera that needs it.
+    rectified_outputs = cfg.rectify_outputs and not cfg.image_rectified and needs_rectification(frame.camera)
     if frame.points_cam_m is not None:
         points, camera, with_p = frame.points_cam_m, frame.camera, cfg.image_rectified
         if rectified_outputs:  # raw optical frame -> rectified frame (R), then P
