@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.errors import DepthFtError
 
@@ -28,7 +30,7 @@ PARAMS: dict[str, Any] = {"alignment": "global"}
 @dataclass(frozen=True)
 class DemoSettings:
     out: Path
-    steps: int = 60
+    steps: int = 100
     processing_resolution: int = 64
     lr: float = 1e-3
 
@@ -82,12 +84,13 @@ def fine_tuned_model(settings: DemoSettings, base: Path, bags: list[Path]) -> tu
         bags=tuple(bags), base=str(base), out=folder, steps=settings.steps,
         processing_resolution=settings.processing_resolution, lr=settings.lr, warmup_steps=max(settings.steps // 10, 1),
         batch_size=2, grad_accum=1, checkpoint_every=settings.steps, keep_checkpoints=1, val_frames=4,
-        progress=False)).run()
+        augment=False, progress=False)).run()  # one scene: nothing for flips and jitter to generalise to
     return folder, result.wall_s
 
 
 def preview(bag: Path, models: dict[str, Path], settings: DemoSettings, path: Path) -> Path:
-    """The middle frame of `bag`: image, ground truth and each model's metric depth as the node aligns it."""
+    """A frame of `bag` (the one nearest the middle where every model gets a metric fit): image, ground truth and
+    each model's metric depth as the node aligns it."""
     from depth_ft_ros.alignment.aligner import MetricAligner
     from depth_ft_ros.fleet.plots import depth_preview_figure
     from depth_ft_ros.frame.processor import aligner_settings
@@ -96,17 +99,23 @@ def preview(bag: Path, models: dict[str, Path], settings: DemoSettings, path: Pa
 
     config = NodeConfig(**PARAMS, processing_resolution=settings.processing_resolution)
     frames = read_bag_frames(bag, config=config).frames
-    frame = frames[len(frames) // 2]
-    depths = {}
-    for label, model in models.items():
-        predictor = DepthFtPredictor.from_pretrained(model, device="cpu",
-                                                     processing_resolution=settings.processing_resolution)
-        relative = predictor.predict(frame.rgb).relative
-        assert relative is not None and predictor.space is not None
-        depths[label] = MetricAligner(aligner_settings(config)).align(
-            relative, predictor.space, frame.lidar.uv, frame.lidar.z_m, frame.stamp_ns).depth_m
+    predictors = {label: DepthFtPredictor.from_pretrained(model, device="cpu",
+                                                          processing_resolution=settings.processing_resolution)
+                  for label, model in models.items()}
+    middle = len(frames) // 2
+    order = sorted(range(len(frames)), key=lambda i: abs(i - middle))
+    for index in order:
+        frame = frames[index]
+        depths: dict[str, np.ndarray | None] = {}
+        for label, predictor in predictors.items():
+            relative = predictor.predict(frame.rgb).relative
+            assert relative is not None and predictor.space is not None
+            depths[label] = MetricAligner(aligner_settings(config)).align(
+                relative, predictor.space, frame.lidar.uv, frame.lidar.z_m, frame.stamp_ns).depth_m
+        if all(d is not None for d in depths.values()) or index == order[-1]:
+            break
     return depth_preview_figure(frame.rgb, frame.gt_depth_m, depths, path,
-                                title=f"{bag.name}, frame {len(frames) // 2} (global fit to the frame's LiDAR)")
+                                title=f"{bag.name}, frame {index} (global fit to the frame's LiDAR)")
 
 
 def run_demo(settings: DemoSettings) -> Path:
