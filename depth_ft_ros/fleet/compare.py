@@ -8,7 +8,6 @@ certainty than the data hold. Within a bag, only frames both runs scored (same c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,37 +15,13 @@ import numpy as np
 from depth_ft_ros.errors import InputError
 from depth_ft_ros.fleet.plots import compare_figure
 from depth_ft_ros.fleet.report import fmt
-from depth_ft_ros.fleet.tables import bag_tables, read_frames
+from depth_ft_ros.fleet.tables import BagComparison, Comparison, bag_tables, read_frames
 
 METRIC = "heldout_absrel"
 REPORT_FILE = "compare.md"
 PLOT_FILE = "compare.png"
 N_RESAMPLES = 10_000
 SEED = 0
-
-
-@dataclass
-class BagComparison:
-    bag: str
-    frames: int  # frames both runs scored
-    a: float  # mean held-out AbsRel over those frames
-    b: float
-
-
-@dataclass
-class Comparison:
-    label_a: str
-    label_b: str
-    rows: list[BagComparison]
-    mean_a: float  # mean over bags
-    mean_b: float
-    mean_diff: float  # mean over bags of b - a
-    ci_low: float
-    ci_high: float
-    confidence: float
-    only_a: list[str] = field(default_factory=list)  # bags with output in one run only
-    only_b: list[str] = field(default_factory=list)
-    unscored: list[str] = field(default_factory=list)  # bags in both without a frame both scored
 
 
 def bootstrap_mean_ci(values: np.ndarray, confidence: float = 0.95, n_resamples: int = N_RESAMPLES,

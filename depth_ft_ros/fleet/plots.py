@@ -12,8 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 if TYPE_CHECKING:
-    from depth_ft_ros.fleet.compare import Comparison
-    from depth_ft_ros.fleet.tables import BagStats
+    from depth_ft_ros.fleet.tables import BagStats, Comparison
 
 _MAX_LABEL = 24
 

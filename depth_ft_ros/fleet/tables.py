@@ -57,6 +57,30 @@ class RunInfo:
     extra: dict[str, Any] = field(default_factory=dict)  # the record as written
 
 
+@dataclass
+class BagComparison:
+    bag: str
+    frames: int  # frames both runs scored
+    a: float  # mean held-out AbsRel over those frames
+    b: float
+
+
+@dataclass
+class Comparison:
+    label_a: str
+    label_b: str
+    rows: list[BagComparison]
+    mean_a: float  # mean over bags
+    mean_b: float
+    mean_diff: float  # mean over bags of b - a
+    ci_low: float
+    ci_high: float
+    confidence: float
+    only_a: list[str] = field(default_factory=list)  # bags with output in one run only
+    only_b: list[str] = field(default_factory=list)
+    unscored: list[str] = field(default_factory=list)  # bags in both without a frame both scored
+
+
 def bag_tables(out_dir: Path) -> dict[str, Path]:
     """bag name -> its frames table, for the finished bags under out_dir (folders in progress or set aside by
     the engine carry .partial-/.replaced- in their name: not outputs)."""
