@@ -1,5 +1,6 @@
 """Reading a fleet run back: the per-bag frame tables (<out>/<bag>/frames.parquet) and the run record
-(<out>/fleet_run.json), reduced to per-bag numbers the summary and the compare report print.
+(<out>/fleet_run.json), reduced to per-bag numbers the summary and the compare report print, and the shapes of
+those numbers (BagStats, RunInfo, Comparison).
 
 Metrics follow the replay summary's protocol: per frame, then the mean over frames (frames without a value, e.g.
 too few points for the held-out fit, are left out and counted).
