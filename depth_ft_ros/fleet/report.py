@@ -81,7 +81,8 @@ def summary_markdown(bags: dict[str, BagStats], run: RunInfo, plot_name: str | N
             row += f" {fmt(b.means.get('gt_absrel', math.nan))} | {fmt(b.means.get('gt_rmse_m', math.nan))} |"
         row += f" {_shares(b.methods)} | {fmt(_median_confidence(b), '.3f')} |"
         lines.append(row)
-    timing_keys = sorted({k for b in bags.values() for k in b.timings_ms})
+    # The chain's stages and each network's total (its sub-stages are the predictor benchmark's business).
+    timing_keys = sorted({k for b in bags.values() for k in b.timings_ms if "." not in k or k.endswith(".total")})
     if timing_keys:
         lines += ["", "## Stage timings (mean ms per frame)", "", "| bag | " + " | ".join(timing_keys) + " |",
                   "|---|" + "---:|" * len(timing_keys)]
