@@ -175,7 +175,7 @@ def start_node(ros_graph: Any, node_name: str = "depth_ft_node", namespace: str 
                        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     ros_graph.add_node(node)
     node.trigger_configure()
-    assert node.pipeline is not None
+    assert node.processor is not None
     node.trigger_activate()
     return node
 

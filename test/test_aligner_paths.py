@@ -1,4 +1,4 @@
-"""The aligner that is measured is the one that runs: the same frames through FramePipeline (the node's path),
+"""The aligner that is measured is the one that runs: the same frames through FrameProcessor (the node's path),
 through the public align() and through eval-alignment's scoring give the same metric maps, bit for bit.
 
 Frames: the Middlebury Motorcycle ground truth seen by a model with pixel noise and a smooth distortion that
@@ -21,7 +21,7 @@ from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.metrics import depth_metrics
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
 from depth_ft_ros.evaluation.synthetic import make_relative
-from depth_ft_ros.frame.processor import FrameInput, FramePipeline, Outputs, aligner_settings
+from depth_ft_ros.frame.processor import CameraFrame, FrameProcessor, Outputs, aligner_settings
 from depth_ft_ros.geometry.sparse import project_sparse_points
 from depth_ft_ros.model.networks import Models
 
@@ -45,6 +45,9 @@ class _ReplayedPredictor:
         self.calls += len(frames)
         return [_Prediction(self.maps[self.calls - len(frames) + i]) for i in range(len(frames))]
 
+    def processing_size(self, rgb: np.ndarray) -> tuple[int, int]:
+        return int(rgb.shape[0]), int(rgb.shape[1])  # native size, as processing_resolution 0
+
     def close(self) -> None:
         pass
 
@@ -67,9 +70,9 @@ def _sequence(space: str, with_gap: bool = False) -> _Sequence:
     return _Sequence(maps, points)
 
 
-def _pipeline(seq: _Sequence, space: str, **params: object) -> FramePipeline:
+def _pipeline(seq: _Sequence, space: str, **params: object) -> FrameProcessor:
     config = NodeConfig(**{"depth_model": "replayed", **params}).validate()  # type: ignore[arg-type]
-    return FramePipeline(config, Models(_ReplayedPredictor(seq.relative, space), None))  # type: ignore[arg-type]
+    return FrameProcessor(Models(_ReplayedPredictor(seq.relative, space), None), config)  # type: ignore[arg-type]
 
 
 def _projected(points_cam_m: np.ndarray, config: NodeConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -80,9 +83,9 @@ def _projected(points_cam_m: np.ndarray, config: NodeConfig) -> tuple[np.ndarray
     return sp.uv, sp.z_m
 
 
-def _frame_input(seq: _Sequence, i: int) -> FrameInput:
+def _frame_input(seq: _Sequence, i: int) -> CameraFrame:
     frame = load_motorcycle()
-    return FrameInput(rgb=frame.rgb, camera=frame.camera, stamp_ns=i * FRAME_NS, points_cam_m=seq.points_cam_m[i])
+    return CameraFrame(rgb=frame.rgb, camera=frame.camera, stamp_ns=i * FRAME_NS, points_m=seq.points_cam_m[i])
 
 
 @pytest.mark.parametrize("method", ["global", "local"])

@@ -322,8 +322,8 @@ def test_parameter_changes_at_run_time_take_effect_or_wait_for_configure(ros_gra
     set_ok("hold_seconds", 3.0)
     set_ok("alignment", "global")
     # Applied by the worker between frames (it is idle: within its 0.1 s poll).
-    assert ros_graph.wait_for(lambda: node.pipeline.aligner.settings.hold_seconds == 3.0
-                              and node.pipeline.config.alignment == "global", 2.0)
+    assert ros_graph.wait_for(lambda: node.processor.aligner("").settings.hold_seconds == 3.0
+                              and node.processor.config.alignment == "global", 2.0)
     set_ok("sparse_input", "depth")  # chooses subscriptions: waits for the next configure
     assert node.config.sparse_input == "points" and node._declared.sparse_input == "depth"
     set_ok("diagnostics_period", 0.5)

@@ -172,8 +172,7 @@ def test_three_cameras_one_lidar_each_camera_its_own_outputs(ros_graph: Any) -> 
         assert int(stream.last_alignment["alignment.points_used"]) < len(sweep) / 2, c
     # Front and left (one size) went through the networks as one batch; right (another size) on its own.
     assert [node.stream(c).last_batch_size for c in CAMERAS] == [2, 2, 1]
-    assert node.models is not None and all(s.pipeline is not None and s.pipeline.models is node.models
-                                           for s in node.streams)
+    assert node.models is not None and node.processor is not None and node.processor.networks is node.models
 
 
 def test_a_garbage_or_silent_camera_leaves_the_others_alone(ros_graph: Any) -> None:

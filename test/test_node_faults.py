@@ -129,16 +129,17 @@ def test_internal_errors_are_their_own_counter_logged_once_with_traceback_and_er
     node = start_node(ros_graph, "faults_internal")
     probe = Probe(ros_graph)
     node.stats.recent_window_s = 1.5  # the recovery below in test time
-    finish = node.pipeline.finish
+    assert node.processor is not None
+    rectifier = node.processor._rectifier
     failures = {"left": 3}
 
-    def failing_process(*args: Any, **kwargs: Any) -> Any:  # a bug inside the pipeline, not the input's fault
+    def failing_rectifier(*args: Any, **kwargs: Any) -> Any:  # a bug inside the frame path, not the input's fault
         if failures["left"] > 0:
             failures["left"] -= 1
             raise RuntimeError("simulated fault in the pipeline")
-        return finish(*args, **kwargs)
+        return rectifier(*args, **kwargs)
 
-    node.pipeline.finish = failing_process
+    node.processor._rectifier = failing_rectifier  # type: ignore[method-assign]
     bad_inputs = sum(node.stats.warnings.values())
     for i in range(3):
         probe.send(T0_NS + i)
@@ -206,7 +207,7 @@ def test_parameters_changed_at_100_hz_while_frames_flow_never_mix_in_a_frame(ros
     assert node._worker is not None and node._worker.is_alive()
     # Once idle the worker applies the newest change; what runs is what was declared.
     assert ros_graph.wait_for(lambda: node.config == node._declared, 2.0)
-    assert node.pipeline.config is node.config
+    assert node.processor is not None and node.processor.config is node.config
 
 
 def test_a_busy_worker_never_runs_beside_a_new_one(ros_graph: Any) -> None:
@@ -294,7 +295,7 @@ def test_model_load_errors_name_the_parameter(ros_graph: Any, tmp_path: Path, ba
     rosout = ros_graph.node("log_probe").create_subscription(Log, "/rosout", logs.append, ROSOUT_QOS)
     assert ros_graph.wait_for(lambda: rosout.get_publisher_count() >= 2, 10.0)  # the node's and its own
     node.trigger_configure()
-    assert node.pipeline is None
+    assert node.processor is None
     expected = "does not exist" if bad_folder == "missing" else "model_index.json"
 
     def logged() -> bool:
@@ -313,3 +314,24 @@ def test_main_with_a_malformed_argument_exits_with_a_message(argument: str) -> N
     assert f"depth_ft_node: invalid ROS arguments: Couldn't parse parameter override rule: '-p {argument}'" \
         in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_an_image_of_extreme_aspect_ratio_is_bad_input_and_the_next_frame_comes_out(ros_graph: Any) -> None:
+    """8000x64 at processing_resolution 768 (a fuzzing client's case): refused as bad input naming the image,
+    no internal error, no traceback in the log; the next ordinary frame is processed."""
+    from node_fixtures import image_msg
+
+    from depth_ft_ros.geometry.camera import PinholeCamera
+
+    node = start_node(ros_graph, "faults_aspect", processing_resolution=768)
+    probe = Probe(ros_graph)
+    thin = PinholeCamera.from_intrinsics(500.0, 500.0, 4000.0, 32.0, 8000, 64)
+    probe.send(T0_NS, image=image_msg(np.zeros((64, 8000, 3), np.uint8), T0_NS), info=camera_info_msg(thin, T0_NS),
+               with_points=False)
+    assert ros_graph.wait_for(lambda: node.stats.warnings["bad_image"] >= 1, 30.0)
+    message = wait_log(probe, WARN, "8000x64")
+    assert "processing size" in message and "Traceback" not in message
+    assert node.stats.internal_errors == 0 and node.stats.dropped["bad_input"] == 1
+    probe.send(T0_NS + 100_000_000)
+    probe.wait_output("depth/image", T0_NS + 100_000_000, timeout_s=60.0)
+    assert not any("Traceback" in m for m in probe.logs(WARN) + probe.logs(ERROR))

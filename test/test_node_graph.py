@@ -149,7 +149,7 @@ def test_models_that_fail_to_load_are_error(ros_graph: Any, tmp_path: Any) -> No
                        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     ros_graph.add_node(node)
     node.trigger_configure()
-    assert node.pipeline is None
+    assert node.processor is None
 
     def errored() -> bool:
         found = statuses(received, "depth_no_model")

@@ -239,7 +239,7 @@ def test_node_runs_an_export_given_as_depth_model(ros_graph: Any) -> None:
     export_dir = exported("e2e-ft-depth", (WIDTH, HEIGHT), resolution)
     node = start_node(ros_graph, depth_model=str(export_dir), normals_model="", processing_resolution=resolution,
                       alignment="off", onnx_providers="cpu")
-    assert node.pipeline.depth_predictor.runtime == "onnxruntime"
+    assert node.models is not None and node.models.depth is not None and node.models.depth.runtime == "onnxruntime"
     probe = Probe(ros_graph)
     stamp_ns = 1_700_000_000_000_000_000
     probe.send(stamp_ns)

@@ -15,7 +15,7 @@ import pytest
 from predictor_fixtures import cached_predictor
 
 from depth_ft_ros.config import NodeConfig
-from depth_ft_ros.frame.processor import FrameInput, FramePipeline, Outputs
+from depth_ft_ros.frame.processor import CameraFrame, FrameProcessor, Outputs
 from depth_ft_ros.geometry.camera import PinholeCamera
 from depth_ft_ros.model.networks import Models
 from depth_ft_ros.model.predictor import Prediction
@@ -55,10 +55,10 @@ def perfect_pipeline(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untype
     monkeypatch.setattr(predictor, "predict_batch", lambda frames, encoded=None: [
         Prediction(depth=relative.copy(), space="depth") for _ in frames])
 
-    def make(**overrides: object) -> FramePipeline:
+    def make(**overrides: object) -> FrameProcessor:
         config = NodeConfig(depth_model="tiny", alignment="global", min_depth=0.1, max_depth=20.0,
                             see_through_margin=0.0, **overrides).validate()  # type: ignore[arg-type]
-        return FramePipeline(config, Models(predictor, None))
+        return FrameProcessor(Models(predictor, None), config)
 
     return make
 
@@ -72,7 +72,7 @@ def depth_image_proc_cloud(depth: np.ndarray, p: np.ndarray) -> np.ndarray:
 def test_outputs_are_rectified_and_read_correctly_with_p_only(perfect_pipeline) -> None:  # type: ignore[no-untyped-def]
     raw_camera = PinholeCamera(width=W, height=H, k=K, d=D, p=P)
     points = lidar_on_plane()
-    frame = FrameInput(rgb=np.zeros((H, W, 3), np.uint8), camera=raw_camera, stamp_ns=1, points_cam_m=points)
+    frame = CameraFrame(rgb=np.zeros((H, W, 3), np.uint8), camera=raw_camera, stamp_ns=1, points_m=points)
     result = perfect_pipeline().process(frame, Outputs(normals=False, cloud=True))
     assert result.alignment.state == "fitted"
     camera = result.camera  # what depth/camera_info carries
@@ -97,8 +97,8 @@ def test_outputs_are_rectified_and_read_correctly_with_p_only(perfect_pipeline) 
 
 def test_rectify_outputs_off_keeps_the_raw_geometry(perfect_pipeline) -> None:  # type: ignore[no-untyped-def]
     raw_camera = PinholeCamera(width=W, height=H, k=K, d=D, p=P)
-    frame = FrameInput(rgb=np.zeros((H, W, 3), np.uint8), camera=raw_camera, stamp_ns=1,
-                       points_cam_m=lidar_on_plane())
+    frame = CameraFrame(rgb=np.zeros((H, W, 3), np.uint8), camera=raw_camera, stamp_ns=1,
+                       points_m=lidar_on_plane())
     result = perfect_pipeline(rectify_outputs=False).process(frame, Outputs(normals=False, cloud=True))
     assert result.camera is raw_camera and np.any(result.camera.d)  # camera_info keeps K and D
     np.testing.assert_allclose(result.depth_m, raw_plane_depth(), rtol=1e-3)  # the raw map (fit from rounded pixels)

@@ -3,7 +3,7 @@
 MetricAligner is the one object that combines the steps, in this order:
 robust global fit (scale_shift.fit_scale_shift) -> temporal filter (temporal.ScaleShiftFilter) -> hold policy
 (use a held fit when this frame has none, or not) -> metric map (apply_scale_shift) -> optional local
-refinement (local_alignment.local_refine). The node (FramePipeline), the public align() / align_detailed()
+refinement (local_alignment.local_refine). The frame processor, the public align() / align_detailed()
 (a one-frame aligner), `eval-alignment` and the tests all run it, so the accuracy that is measured is the
 accuracy of the code that runs.
 
@@ -48,7 +48,7 @@ def _no_options() -> Mapping[str, Any]:
 @dataclass(frozen=True)
 class AlignerSettings:
     """How MetricAligner turns a relative map into metric depth. The defaults are those of the one-frame
-    align(); the node's come from its parameters (core.pipeline.aligner_settings)."""
+    align(); the node's come from its parameters (frame.processor.aligner_settings)."""
 
     method: AlignmentMethod = AlignmentMethod.GLOBAL
     min_depth_m: float = 1e-3  # metric depths outside [min_depth_m, max_depth_m] are NaN

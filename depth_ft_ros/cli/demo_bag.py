@@ -3,6 +3,8 @@
 Topics: /camera/image_raw (rgb8), /camera/camera_info, /camera/depth_gt (32FC1 m, NaN invalid), /lidar/points
 (PointCloud2 in the `lidar` frame, 16 lines, noise, outliers, see-through points) and /tf_static (the rig).
 The LiDAR extrinsics are also stored in the bag's custom metadata and printed as node parameters.
+With --cameras A B ...: one camera per name on /A/image_raw, /A/camera_info, /A/depth_gt (frame A_optical_frame),
+each panning its own way over the frame from the same optical centre, all seen by the one LiDAR.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ import numpy as np
 from depth_ft_ros.errors import InputError
 from depth_ft_ros.geometry.pose import matrix_to_pose
 from depth_ft_ros.replay import demo_scene, messages
+from depth_ft_ros.replay.messages import StaticTransform
 from depth_ft_ros.replay.rosbag_io import STORAGES, BagError, BagWriter, keep_last_qos
 from depth_ft_ros.replay.transforms import lookup_static
 
 START_STAMP_NS = 1_700_000_000 * 1_000_000_000  # fixed, so the bag is the same on every machine
 LIDAR_DELAY_NS = 15_000_000  # a spinning LiDAR is not triggered with the camera: 15 ms later
-TOPIC_IMAGE = "/camera/image_raw"
-TOPIC_INFO = "/camera/camera_info"
-TOPIC_GT = "/camera/depth_gt"
 TOPIC_LIDAR = "/lidar/points"
 TOPIC_TF_STATIC = "/tf_static"
 # What the publishers on a robot offer: a static transform broadcaster (latched), camera drivers (reliable,
@@ -53,10 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=_size, default=(320, 240), metavar="WxH",
                         help="image size of every frame (default 320x240)")
     parser.add_argument("--rate-hz", type=float, default=10.0, help="camera frame rate (default 10)")
+    parser.add_argument("--cameras", nargs="+", default=[], metavar="NAME",
+                        help="several cameras, one per name (the node's `cameras` parameter); default: one camera "
+                             "on /camera/...")
 
 
 def write_demo_bag(out: Path, frames: int = 30, storage: str = "mcap", seed: int = 0,
-                   size: tuple[int, int] = (320, 240), rate_hz: float = 10.0) -> dict[str, Any]:
+                   size: tuple[int, int] = (320, 240), rate_hz: float = 10.0,
+                   cameras: list[str] | None = None) -> dict[str, Any]:
     """Write the bag; returns what a user needs to replay it (frame count, topics, extrinsic parameters)."""
     from depth_ft_ros.evaluation.middlebury import load_motorcycle
 
@@ -67,6 +71,13 @@ def write_demo_bag(out: Path, frames: int = 30, storage: str = "mcap", seed: int
     rng = np.random.default_rng(seed)
     rig = demo_scene.rig_transforms()
     t_camera_lidar = lookup_static(rig, demo_scene.CAMERA_FRAME, demo_scene.LIDAR_FRAME)
+    # (topic prefix, optical frame) per camera; several cameras share the first one's pose (one optical centre).
+    views = [(f"/{name}", f"{name}_optical_frame") for name in cameras] if cameras else \
+        [("/camera", demo_scene.CAMERA_FRAME)]
+    if cameras:
+        optical = next(edge for edge in rig if edge.child_frame == demo_scene.CAMERA_FRAME)
+        rig = [edge for edge in rig if edge.child_frame != demo_scene.CAMERA_FRAME]
+        rig += [StaticTransform(optical.parent_frame, frame_id, optical.matrix) for _, frame_id in views]
     translation, rotation = matrix_to_pose(t_camera_lidar)
     extrinsics = {"source_frame": demo_scene.LIDAR_FRAME, "target_frame": demo_scene.CAMERA_FRAME,
                   "static_translation": translation, "static_rotation": rotation}
@@ -78,14 +89,16 @@ def write_demo_bag(out: Path, frames: int = 30, storage: str = "mcap", seed: int
         writer.set_custom_data(EXTRINSICS_KEY, json.dumps(extrinsics))
         writer.write(TOPIC_TF_STATIC, messages.TF_MESSAGE, START_STAMP_NS,
                      messages.serialize(messages.tf_message(rig, START_STAMP_NS)), [TF_STATIC_QOS])
-        for k, crop in enumerate(windows):
+        for k in range(frames):
             stamp_ns = START_STAMP_NS + k * period_ns
-            frame = demo_scene.render_frame(source, crop, width, height)
-            cam_frame = demo_scene.CAMERA_FRAME
-            for topic, msg in ((TOPIC_INFO, messages.camera_info(frame.camera, stamp_ns, cam_frame)),
-                               (TOPIC_IMAGE, messages.image(frame.rgb, "rgb8", stamp_ns, cam_frame)),
-                               (TOPIC_GT, messages.image(frame.depth_m, "32FC1", stamp_ns, cam_frame))):
-                writer.write(topic, msg.__msgtype__, stamp_ns, messages.serialize(msg))
+            for j, (prefix, cam_frame) in enumerate(views):
+                crop = windows[k if j % 2 == 0 else frames - 1 - k]  # every other camera pans the other way
+                frame = demo_scene.render_frame(source, crop, width, height)
+                for topic, msg in ((f"{prefix}/camera_info", messages.camera_info(frame.camera, stamp_ns, cam_frame)),
+                                   (f"{prefix}/image_raw", messages.image(frame.rgb, "rgb8", stamp_ns, cam_frame)),
+                                   (f"{prefix}/depth_gt", messages.image(frame.depth_m, "32FC1", stamp_ns,
+                                                                         cam_frame))):
+                    writer.write(topic, msg.__msgtype__, stamp_ns, messages.serialize(msg))
             lidar_stamp_ns = stamp_ns + LIDAR_DELAY_NS
             cloud = messages.pointcloud_xyz(demo_scene.lidar_points(source, t_camera_lidar, rng), lidar_stamp_ns,
                                             demo_scene.LIDAR_FRAME)
@@ -99,7 +112,7 @@ def write_demo_bag(out: Path, frames: int = 30, storage: str = "mcap", seed: int
 def run(args: argparse.Namespace) -> int:
     try:
         info = write_demo_bag(Path(args.out), frames=args.frames, storage=args.storage, seed=args.seed,
-                              size=args.size, rate_hz=args.rate_hz)
+                              size=args.size, rate_hz=args.rate_hz, cameras=args.cameras)
     except (BagError, InputError) as exc:
         print(f"make-demo-bag: {exc}", file=sys.stderr)
         return 2

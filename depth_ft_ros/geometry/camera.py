@@ -355,3 +355,14 @@ class PinholeCamera:
             out[..., 0] -= np.float32(self.p_image[0, 3] / self.p_image[0, 0])
             out[..., 1] -= np.float32(self.p_image[1, 3] / self.p_image[1, 1])
         return out
+
+
+def camera_for_image(camera: PinholeCamera, width: int, height: int) -> PinholeCamera:
+    """The camera scaled to an image of another size (binned or resized stream); refuses another aspect ratio."""
+    cam_w, cam_h = camera.image_width, camera.image_height  # after binning / ROI
+    if (cam_w, cam_h) == (width, height):
+        return camera
+    if abs(cam_w * height - cam_h * width) > 0.01 * cam_w * height:
+        raise InputError(f"camera_info is {cam_w}x{cam_h} but the image is {width}x{height} "
+                         "(another aspect ratio): frame skipped")
+    return camera.scaled(width, height)

@@ -114,6 +114,12 @@ class Models:
         self._parameter_bytes = total
         return total
 
+    def processing_size(self, rgb: np.ndarray) -> tuple[int, int]:
+        """(h, w) the networks see a frame at, before padding (both predictors share processing_resolution)."""
+        first = self.depth if self.depth is not None else self.normals
+        assert first is not None
+        return first.processing_size(rgb)
+
     def predict(self, frames: list[np.ndarray], want_normals: list[bool], max_batch: int = 0) -> list[Predicted]:
         """Each frame's outputs, in order; want_normals per frame; max_batch 0 = no limit."""
         first = self.depth if self.depth is not None else self.normals

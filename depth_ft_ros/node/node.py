@@ -3,13 +3,15 @@
 
 Threading: subscription callbacks only store messages (never block); one worker thread takes the newest image of
 each camera (older unprocessed ones are dropped and counted per camera), waiting at most batch_window for the
-other cameras' frames, pairs each with its camera_info and sparse points by stamp, runs the frames of one size
-through the networks as one batch, then each camera's alignment ... publishing (node/camera_stream.py). The models
-do not run for a camera whose outputs nobody subscribes to.
+other cameras' frames. Per step the worker (1) prepares each camera's frame from its messages
+(node/camera_stream.py -> msgs/frame_inputs.py), (2) runs them through the FrameProcessor (frame/processor.py:
+shared networks, then each camera's alignment, confidence, rectification and cloud) and (3) publishes each camera's
+outputs (msgs/outputs.py). The models do not run for a camera whose outputs nobody subscribes to.
 
-The worker owns the pipeline. A parameter change is validated once, in the set-parameters callback, and handed
-to the worker as a new config with a generation number; the worker applies it between two frames, so a frame
-runs with one configuration from start to end (frame_config_generations records it for every published frame).
+The worker owns the processor. A parameter change is validated once, in the set-parameters callback, and handed
+to the worker as a new config with a generation number; the worker applies it between two steps and passes it to
+the processor with the frames, so a frame runs with one configuration from start to end (frame_config_generations
+records it for every published frame).
 """
 
 from __future__ import annotations
@@ -31,16 +33,16 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.errors import ConfigError, DepthFtError
-from depth_ft_ros.frame.processor import FramePipeline
+from depth_ft_ros.frame.processor import FrameProcessor
 from depth_ft_ros.frame.stats import NodeStats
 from depth_ft_ros.frame.sync import LatestSlot, StampBuffer
 from depth_ft_ros.model.networks import Models
 from depth_ft_ros.msgs import convert, names
+from depth_ft_ros.msgs.frame_inputs import store_sparse
 from depth_ft_ros.msgs.serialized import SerializedMessage
-from depth_ft_ros.node.camera_stream import CameraStream, ImageItem, PreparedFrame
+from depth_ft_ros.node.camera_stream import CameraStream, FramePublishers, ImageItem, PreparedFrame
 from depth_ft_ros.node.diagnostics import build_status, diagnostic_array
 from depth_ft_ros.node.extrinsics import Extrinsics
-from depth_ft_ros.node.frame_inputs import store_sparse
 from depth_ft_ros.node.input_qos import InputSubscriptions
 from depth_ft_ros.node.middleware import describe_middleware, prefer_async_publication
 from depth_ft_ros.node.params import (
@@ -54,7 +56,6 @@ from depth_ft_ros.node.params import (
     live_config,
     split_camera_parameter,
 )
-from depth_ft_ros.node.publishers import FramePublishers
 from depth_ft_ros.node.worker import FrameWorker
 
 QOS_RECHECK_S = 1.0  # how often `auto` input QoS looks at the publishers again
@@ -71,6 +72,7 @@ class DepthFtNode(LifecycleNode):
         self._stats: dict[str, NodeStats] = {}  # per camera name, kept across configure cycles
         self.streams: list[CameraStream] = self._make_streams(self.config)
         self.models: Models | None = None  # one copy of each network, shared by every camera
+        self.processor: FrameProcessor | None = None  # the frame path over them; the worker drives it
         self._configure_error = ""  # why the last configure failed (models not loaded): /diagnostics ERROR
         self._active_since_s = 0.0  # monotonic: last activation
         self._tf: Extrinsics | None = None  # the tf2 listener the cameras' extrinsics share
@@ -94,11 +96,6 @@ class DepthFtNode(LifecycleNode):
     def stats(self) -> NodeStats:
         """The first (with one camera: the) camera's counters; each camera's are streams[i].stats."""
         return self.streams[0].stats
-
-    @property
-    def pipeline(self) -> FramePipeline | None:
-        """The first camera's pipeline (its models are every camera's)."""
-        return self.streams[0].pipeline if self.streams else None
 
     @property
     def last_alignment(self) -> dict[str, str]:
@@ -132,6 +129,7 @@ class DepthFtNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {exc!r}\n{traceback.format_exc()}")
             return TransitionCallbackReturn.FAILURE
         self._configure_error = ""
+        self.processor = FrameProcessor(self.models, cfg)
         self.streams = self._make_streams(cfg)
         self._tf = Extrinsics(self, cfg.use_tf, cfg.static_translation, cfg.static_rotation)
         bridge = convert.load_cv_bridge() if cfg.use_cv_bridge else None
@@ -149,8 +147,7 @@ class DepthFtNode(LifecycleNode):
             statics = self._camera_params.get(camera, {})
             extrinsics = self._tf.for_camera(statics.get("static_translation", cfg.static_translation),
                                              statics.get("static_rotation", cfg.static_rotation))
-            stream.attach(FramePipeline(cfg, self.models), FramePublishers(self, cfg.publish_relative, camera),
-                          extrinsics, sparse_buffer, bridge)
+            stream.attach(FramePublishers(self, cfg.publish_relative, camera), extrinsics, sparse_buffer, bridge)
 
             def on_image(msg: Any, index: int = index) -> None:
                 self._on_image(index, msg)
@@ -238,6 +235,7 @@ class DepthFtNode(LifecycleNode):
             else:
                 self.models.close()  # frees GPU memory
             self.models = None
+            self.processor = None
 
     # -- callbacks: store and return -----------------------------------------------------------------------
 
@@ -302,9 +300,9 @@ class DepthFtNode(LifecycleNode):
             return
         cfg = pending[1]
         try:
+            if self.processor is not None:
+                self.processor.reconfigure(cfg)
             for stream in self.streams:
-                if stream.pipeline is not None:
-                    stream.pipeline.update_config(cfg)
                 if stream.extrinsics is not None and stream.camera not in self._camera_params:
                     stream.extrinsics.update_static(cfg.static_translation, cfg.static_rotation)
             if self._worker is not None:
@@ -318,29 +316,26 @@ class DepthFtNode(LifecycleNode):
         self.streams[index].stats.drop("inactive")  # arrived while the worker was being stopped
 
     def _handle_batch(self, items: dict[int, ImageItem]) -> None:
-        """The newest frame of each camera that has one: prepared per camera, through the networks together
-        (frames of one size in one forward, at most max_batch), then finished and published per camera."""
+        """One step: the newest frame of each camera that has one."""
         generation, cfg = self._applied
+        processor = self.processor
         work_start_s = time.monotonic()
         now_ns = self.get_clock().now().nanoseconds
+        # 1. Messages -> each camera's frame (decoded, paired with its camera_info and sparse points).
         ready: list[tuple[CameraStream, PreparedFrame]] = []
         for index, item in items.items():
             stream = self.streams[index]
             prepared = stream.prepare(cfg, item, now_ns)
             if prepared is not None:
                 ready.append((stream, prepared))
-        if not ready or self.models is None:
+        if not ready or processor is None:
             return
-        start_generations = [generation if s.pipeline is not None and s.pipeline.config is cfg else -1
-                             for s, _ in ready]
-        predicted = self.models.predict([p.frame.rgb for _, p in ready],
-                                        [s.pipeline.wants_normals(p.outputs) if s.pipeline is not None else False
-                                         for s, p in ready], cfg.max_batch)
-        for (stream, prepared), out, start_generation in zip(ready, predicted, start_generations, strict=True):
-            if stream.finish(cfg, prepared, out, work_start_s):
-                end_generation, end_cfg = self._applied
-                same = stream.pipeline is not None and stream.pipeline.config is end_cfg
-                self.frame_config_generations.append((start_generation, end_generation if same else -1))
+        # 2. The frame path: shared networks, then each camera's finishing, all with this step's config.
+        results = processor([prepared.frame for _, prepared in ready], cfg)
+        # 3. Each camera's outputs.
+        for (stream, prepared), result in zip(ready, results, strict=True):
+            if stream.deliver(cfg, prepared, result, work_start_s):
+                self.frame_config_generations.append((generation, generation if processor.config is cfg else -1))
 
     # -- reporting -----------------------------------------------------------------------------------------
 
@@ -357,8 +352,8 @@ class DepthFtNode(LifecycleNode):
         for stream in self.streams:
             extra = {**common, "extrinsics": stream.extrinsics.source if stream.extrinsics else "",
                      **stream.last_alignment}
-            if stream.pipeline is not None:
-                extra["space"] = stream.pipeline.space or ""
+            if self.processor is not None:
+                extra["space"] = self.processor.space(self.config) or ""
             if self.config.cameras:
                 extra["batch_size"] = str(stream.last_batch_size)
             hardware_id = " ".join(part for part in (stream.camera_frame or stream.camera or "camera", model) if part)

@@ -30,26 +30,27 @@ class OutputAnalyzer:
     """Fed from the executor thread (outputs) and the playing thread (inputs); thread-safe."""
 
     def __init__(self, frames: list[FrameRecord], namespace: str, space: str, preview_indices: list[int]) -> None:
-        self._by_stamp = {f.stamp_ns: f for f in frames}
+        self._records = {(f.camera, f.stamp_ns): f for f in frames}
+        self._cameras = {f.camera for f in frames} - {""}
         self._prefix = "/" + namespace.strip("/") + "/"
         self._space = space
         self._preview = set(preview_indices)
         self._lock = threading.Lock()
-        self._gt_stamps: list[int] = []
-        self._gt: dict[int, bytes] = {}
-        self._pending: dict[int, dict[str, np.ndarray]] = {}  # stamp -> decoded outputs awaiting their pair
-        self._split_parts: dict[int, dict[str, np.ndarray]] = {}  # stamp -> depth, ground truth, cloud mask
+        self._gt_stamps: dict[str, list[int]] = {}  # per camera
+        self._gt: dict[tuple[str, int], bytes] = {}
+        self._pending: dict[int, dict[str, np.ndarray]] = {}  # frame index -> decoded outputs awaiting their pair
+        self._split_parts: dict[int, dict[str, np.ndarray]] = {}  # frame index -> depth, ground truth, cloud mask
         self.previews: dict[int, dict[str, np.ndarray]] = {}  # frame index -> rgb, depth, normals, gt
         self.warnings: list[str] = []
         self.gt_skipped = 0
 
     # -- inputs (playing thread) ---------------------------------------------------------------------------
 
-    def add_ground_truth(self, data: bytes) -> None:
+    def add_ground_truth(self, data: bytes, camera: str = "") -> None:
         stamp_ns = stamp_ns_from_cdr(data)
         with self._lock:
-            bisect.insort(self._gt_stamps, stamp_ns)
-            self._gt[stamp_ns] = bytes(data)
+            bisect.insort(self._gt_stamps.setdefault(camera, []), stamp_ns)
+            self._gt[(camera, stamp_ns)] = bytes(data)
 
     def image_sent(self, record: FrameRecord, data: bytes, msgtype: str) -> None:
         if record.index in self._preview:
@@ -75,11 +76,13 @@ class OutputAnalyzer:
         if not topic.startswith(self._prefix):  # /diagnostics: not a per-frame output
             return
         name = topic[len(self._prefix):]
+        camera, _, rest = name.partition("/")
+        camera, name = (camera, rest) if camera in self._cameras else ("", name)
         try:
             stamp_ns = stamp_ns_from_cdr(data)
         except InputError:
             return
-        record = self._by_stamp.get(stamp_ns)
+        record = self._records.get((camera, stamp_ns))
         if record is None:  # a stamp that is not one of the bag's frames
             return
         with self._lock:
@@ -104,7 +107,7 @@ class OutputAnalyzer:
 
     def _keep(self, record: FrameRecord, name: str, array: np.ndarray) -> None:
         with self._lock:
-            pending = self._pending.setdefault(record.stamp_ns, {})
+            pending = self._pending.setdefault(record.index, {})
             pending[name] = array
             if name == names.DEPTH_IMAGE:
                 self._score(record, array)
@@ -113,16 +116,18 @@ class OutputAnalyzer:
             if names.DEPTH_IMAGE in pending and names.DEPTH_RELATIVE in pending:
                 record.scale, record.shift, record.fit_residual_rel = affine_from_outputs(
                     pending[names.DEPTH_IMAGE], pending[names.DEPTH_RELATIVE], self._space)
-                del self._pending[record.stamp_ns]
+                del self._pending[record.index]
             while len(self._pending) > MAX_PENDING:  # a frame whose pair never came (e.g. no fit): forget it
                 del self._pending[min(self._pending)]
 
     def _score(self, record: FrameRecord, depth_m: np.ndarray) -> None:
         """Metrics vs the nearest ground truth (called with the lock held)."""
-        i = nearest_index(self._gt_stamps, record.stamp_ns, GT_MATCH_NS)
+        stamps = self._gt_stamps.get(record.camera, [])
+        i = nearest_index(stamps, record.stamp_ns, GT_MATCH_NS)
         if i is None:
             return
-        gt = convert.depth_image_to_metres(deserialize_message(self._gt.pop(self._gt_stamps.pop(i)), Image))
+        data = self._gt.pop((record.camera, stamps.pop(i)))
+        gt = convert.depth_image_to_metres(deserialize_message(data, Image))
         if gt.shape != depth_m.shape:
             self.gt_skipped += 1
             msg = f"ground truth is {gt.shape[1]}x{gt.shape[0]}, depth {depth_m.shape[1]}x{depth_m.shape[0]}: " \
@@ -138,13 +143,13 @@ class OutputAnalyzer:
     def _cloud_split(self, record: FrameRecord, **parts: np.ndarray) -> None:
         """AbsRel vs ground truth of the pixels the cloud kept and of those its filters dropped (flying pixels,
         low confidence), once a frame's depth, ground truth and cloud are all in (called with the lock held)."""
-        have = self._split_parts.setdefault(record.stamp_ns, {})
+        have = self._split_parts.setdefault(record.index, {})
         have.update(parts)
         if not {"depth_m", "gt_m", "kept"} <= set(have):
             while len(self._split_parts) > MAX_PENDING:
                 del self._split_parts[min(self._split_parts)]
             return
-        del self._split_parts[record.stamp_ns]
+        del self._split_parts[record.index]
         depth_m, gt_m, kept = have["depth_m"], have["gt_m"], have["kept"]
         if kept.size != depth_m.size:
             return  # a strided cloud: no per-pixel split

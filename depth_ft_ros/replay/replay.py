@@ -5,6 +5,9 @@ with /clock from the bag); every topic the node publishes is recorded, together 
 an MCAP rosbag2 for `ros2 bag`, Foxglove or rosbags. The summary gives frames in/out/dropped, latency, the
 metric scale/shift over time and, when the bag has ground-truth depth, AbsRel/RMSE/delta1.
 
+With the node's `cameras` parameter (--param or --params) the bag's cameras are played to one node: camera C's
+image, camera_info and ground truth are the topics with C in their name (replay/topics.py), the LiDAR is shared.
+
 Parameters, lowest precedence first: the node's defaults, the params file, then the bag's LiDAR extrinsics (from
 /tf_static, when tf2 is not importable), depth_model/normals_model and the explicit overrides.
 rclpy and torch load only once the bag and the options are known to be good (in `run`).
@@ -125,14 +128,16 @@ def _static_extrinsics(bag: BagReader, plan: TopicPlan) -> tuple[list[float], li
         return None
 
 
-def _node_parameters(options: ReplayOptions, plan: TopicPlan,
-                     extrinsics: tuple[list[float], list[float]] | None, use_tf2: bool) -> dict[str, Any]:
+def _node_parameters(options: ReplayOptions, plans: dict[str, TopicPlan],
+                     extrinsics: dict[str, tuple[list[float], list[float]]], use_tf2: bool) -> dict[str, Any]:
+    plan = next(iter(plans.values()))
     params: dict[str, Any] = {"use_sim_time": True, "autostart": False,
                               "image_transport": "compressed" if plan.image_compressed else "raw"}
     if plan.sparse_points is None:
         params["sparse_input"] = "none"
-    if extrinsics is not None and not use_tf2:
-        params["static_translation"], params["static_rotation"] = extrinsics
+    for camera, (translation, rotation) in extrinsics.items() if not use_tf2 else ():
+        prefix = f"{camera}." if camera else ""  # several cameras: each its own (C.static_translation, ...)
+        params[f"{prefix}static_translation"], params[f"{prefix}static_rotation"] = translation, rotation
     if options.depth_model is not None:
         params["depth_model"] = options.depth_model
     if options.normals_model is not None:
@@ -141,9 +146,9 @@ def _node_parameters(options: ReplayOptions, plan: TopicPlan,
     return params
 
 
-def _expected_outputs(session: ReplaySession, has_sparse: bool) -> set[str]:
-    """The outputs (names relative to the node's namespace) every frame should produce when all goes well: the
-    fast path of _wait_frame; the node's counters decide for frames that end otherwise."""
+def _expected_outputs(session: ReplaySession, has_sparse: bool, camera: str = "") -> set[str]:
+    """The outputs (names relative to the camera's topics) every frame of `camera` should produce when all goes
+    well: the fast path of _wait_frame; the node's counters decide for frames that end otherwise."""
     cfg = session.config
     rel: set[str] = set()
     if cfg.depth_model:
@@ -154,7 +159,7 @@ def _expected_outputs(session: ReplaySession, has_sparse: bool) -> set[str]:
             rel |= {names.DEPTH_IMAGE, names.POINTS}
     if cfg.normals_model:
         rel |= {names.NORMALS_IMAGE, names.NORMALS_CAMERA_INFO, names.NORMALS_COLORIZED}
-    return {r for r in rel if f"{session.namespace}/{r}" in session.output_topics}
+    return {r for r in rel if f"{session.namespace}/{names.of_camera(camera, r)}" in session.output_topics}
 
 
 def _wait_frame(session: ReplaySession, record: FrameRecord, finished_before: int, expected: set[str],
@@ -184,36 +189,41 @@ def _drain(session: ReplaySession, sent: int, timeout_s: float, stop: threading.
         stop.wait(0.01)
 
 
-def _play(bag: BagReader, plan: TopicPlan, session: ReplaySession, analyzer: OutputAnalyzer, writer: BagWriter,
-          frames: list[FrameRecord], options: ReplayOptions, clock: dict[str, int], stop: threading.Event) -> None:
+def _play(bag: BagReader, plans: dict[str, TopicPlan], session: ReplaySession, analyzer: OutputAnalyzer,
+          writer: BagWriter, frames: list[FrameRecord], options: ReplayOptions, clock: dict[str, int],
+          stop: threading.Event) -> None:
     """Play the bag until its end or until `stop` (Ctrl-C) is set; only ever stops between two messages."""
-    by_stamp = {f.stamp_ns: f for f in frames}
-    expected = _expected_outputs(session, plan.sparse_points is not None)
-    early = {plan.gt_depth} if plan.gt_depth else set()
+    by_stamp = {(f.camera, f.stamp_ns): f for f in frames}
+    camera_of_image = {plan.image: camera for camera, plan in plans.items()}
+    camera_of_gt = {plan.gt_depth: camera for camera, plan in plans.items() if plan.gt_depth}
+    expected = {camera: _expected_outputs(session, plan.sparse_points is not None, camera)
+                for camera, plan in plans.items()}
+    early = set(camera_of_gt)
     lead_ns = 0
     if options.lossless:
-        early |= {t for t in (plan.camera_info, plan.sparse_points, plan.tf) if t is not None}
+        early |= {t for plan in plans.values() for t in (plan.camera_info, plan.sparse_points, plan.tf) if t}
     if early:
         lead_ns = int((session.config.sync_tolerance + 0.05) * 1e9)
     pacer = None if options.lossless else Pacer(options.rate, stop)
     progress = Progress(len(frames))
     progress.update(0)
     sent = 0
-    topics = plan.inputs() + ([plan.gt_depth] if plan.gt_depth else [])
+    topics = list(dict.fromkeys([*(t for plan in plans.values() for t in plan.inputs()), *camera_of_gt]))
     input_qos = {topic: bag.offered_qos(topic) for topic in topics}  # the inputs are recorded as they were offered
     for topic, msgtype, log_ns, data in lead_topics(bag.messages(topics), early, lead_ns):
         if stop.is_set():
             break
         writer.write(topic, msgtype, log_ns, data, input_qos.get(topic))
-        if topic == plan.gt_depth:
-            analyzer.add_ground_truth(data)
+        if topic in camera_of_gt:
+            analyzer.add_ground_truth(data, camera_of_gt[topic])
             continue
         if not session.plays(topic):
             continue  # no tf2 here: the node got these transforms as static parameters
         if pacer is not None:
             pacer.wait(log_ns)
         clock["ns"] = max(clock["ns"], log_ns)  # side messages sent ahead must not turn /clock back
-        record = by_stamp.get(m.stamp_ns_from_cdr(data)) if topic == plan.image else None
+        camera = camera_of_image.get(topic)
+        record = by_stamp.get((camera, m.stamp_ns_from_cdr(data))) if camera is not None else None
         finished_before = session.frames_finished()
         session.publish(topic, data, clock["ns"])
         if record is None:
@@ -222,7 +232,7 @@ def _play(bag: BagReader, plan: TopicPlan, session: ReplaySession, analyzer: Out
         analyzer.image_sent(record, data, msgtype)
         sent += 1
         if options.lossless:
-            _wait_frame(session, record, finished_before, expected, options.frame_timeout_s, stop)
+            _wait_frame(session, record, finished_before, expected[record.camera], options.frame_timeout_s, stop)
         progress.update(sent)
     if stop.is_set():  # Ctrl-C: still record the frames the node is working on (Ctrl-C again aborts)
         _drain(session, sent, min(options.frame_timeout_s, STOP_DRAIN_S), threading.Event())
@@ -235,7 +245,7 @@ def _play(bag: BagReader, plan: TopicPlan, session: ReplaySession, analyzer: Out
 class _Setup:
     """Everything decided from the flags and the bag before ROS starts."""
 
-    plan: TopicPlan
+    plans: dict[str, TopicPlan]  # per camera ("" for the single camera)
     frames: list[FrameRecord]
     params: dict[str, Any]
     remaps: dict[str, str]
@@ -243,34 +253,64 @@ class _Setup:
     static_topics: set[str]  # published TRANSIENT_LOCAL (/tf_static, only where tf2 can use it)
 
 
+def _cameras(options: ReplayOptions) -> tuple[list[str], bool]:
+    """The node's `cameras` and `sparse_per_camera`, from --param or the --params file (the topics depend on them)."""
+    values: dict[str, Any] = {}
+    if options.params_file is not None:
+        loaded = yaml.safe_load(options.params_file.read_text(encoding="utf-8")) or {}
+        for section in loaded.values() if isinstance(loaded, dict) else ():
+            if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+                values.update(section["ros__parameters"])
+    values.update(options.params)
+    return [str(c) for c in values.get("cameras") or []], bool(values.get("sparse_per_camera", False))
+
+
 def _setup(options: ReplayOptions, bag: BagReader) -> _Setup:
-    plan = choose_topics(bag, options.image_topic, options.camera_info_topic, options.sparse_points_topic,
-                         options.gt_depth_topic)
-    frames = [FrameRecord(i, m.stamp_ns_from_cdr(data))
-              for i, (_t, _mt, _n, data) in enumerate(bag.messages([plan.image]))]
+    cameras, per_camera = _cameras(options)
+    if cameras and (options.image_topic or options.camera_info_topic):
+        raise BagError("--image-topic / --camera-info-topic name one camera's topics; with several cameras each "
+                       "camera C takes the bag topics with C in their name (/C/image_raw, /C/camera_info)")
+    plans = {camera: choose_topics(bag, options.image_topic, options.camera_info_topic, options.sparse_points_topic,
+                                   options.gt_depth_topic, camera=camera, sparse_per_camera=per_camera)
+             for camera in cameras or [""]}
+    camera_of_image = {plan.image: camera for camera, plan in plans.items()}
+    if len(camera_of_image) != len(plans):
+        raise BagError(f"{bag.path}: cameras {cameras} do not each have an image topic of their own: "
+                       f"{ {c: p.image for c, p in plans.items()} }")
+    frames = [FrameRecord(i, m.stamp_ns_from_cdr(data), camera_of_image[topic])
+              for i, (topic, _mt, _n, data) in enumerate(bag.messages(list(camera_of_image)))]
     if not frames:
-        raise BagError(f"{bag.path}: the image topic {plan.image} has no messages")
-    extrinsics = _static_extrinsics(bag, plan)
+        raise BagError(f"{bag.path}: the image topic(s) {', '.join(camera_of_image)} have no messages")
+    extrinsics = {camera: found for camera, plan in plans.items()
+                  if (found := _static_extrinsics(bag, plan)) is not None}
     # tf2 needs both tf2_ros (the node's listener) and tf2_msgs (to publish /tf and /tf_static here). Without it
     # the transforms are still recorded in the output bag, and the static extrinsics become node parameters.
-    transforms = plan.transform_topics()
+    transforms = set().union(*(plan.transform_topics() for plan in plans.values()))
     use_tf2 = bool(transforms) and all(importlib.util.find_spec(p) for p in ("tf2_ros", "tf2_msgs"))
-    remaps = {"image/compressed" if plan.image_compressed else "image": plan.image,
-              "camera_info": plan.camera_info}
-    if plan.sparse_points:
-        remaps["sparse_points"] = plan.sparse_points
-    print(f"replay: {bag.path} ({len(frames)} frames): image {plan.image}, camera_info {plan.camera_info}, "
-          f"sparse points {plan.sparse_points or NONE}, ground truth {plan.gt_depth or NONE}", file=sys.stderr)
-    if extrinsics is not None:
-        print(f"replay: extrinsics from /tf_static {'via tf2' if use_tf2 else 'as static parameters'}: "
-              f"translation {[round(v, 4) for v in extrinsics[0]]}, rotation "
-              f"{[round(v, 4) for v in extrinsics[1]]}", file=sys.stderr)
-    if plan.tf and not use_tf2:
-        print(f"replay: warning: {plan.tf} is recorded but not played: tf2_ros is not importable here, so only "
+    remaps: dict[str, str] = {}
+    for camera, plan in plans.items():
+        image_name = names.IMAGE_COMPRESSED if plan.image_compressed else names.IMAGE
+        remaps[names.of_camera(camera, image_name)] = plan.image
+        remaps[names.of_camera(camera, names.CAMERA_INFO)] = plan.camera_info
+        if plan.sparse_points:
+            remaps[names.of_camera(camera if per_camera else "", names.SPARSE_POINTS)] = plan.sparse_points
+        print(f"replay: {bag.path}{f' camera {camera}' if camera else ''} "
+              f"({sum(f.camera == camera for f in frames)} frames): image {plan.image}, camera_info "
+              f"{plan.camera_info}, sparse points {plan.sparse_points or NONE}, ground truth "
+              f"{plan.gt_depth or NONE}", file=sys.stderr)
+    for camera, (translation, rotation) in extrinsics.items():
+        print(f"replay: extrinsics{f' of {camera}' if camera else ''} from /tf_static "
+              f"{'via tf2' if use_tf2 else 'as static parameters'}: translation {[round(v, 4) for v in translation]}, "
+              f"rotation {[round(v, 4) for v in rotation]}", file=sys.stderr)
+    tf = next((plan.tf for plan in plans.values() if plan.tf), None)
+    if tf and not use_tf2:
+        print(f"replay: warning: {tf} is recorded but not played: tf2_ros is not importable here, so only "
               "/tf_static extrinsics reach the node (as parameters)", file=sys.stderr)
-    static_topics = {plan.tf_static} if use_tf2 and plan.tf_static else set()
-    return _Setup(plan, frames, _node_parameters(options, plan, extrinsics, use_tf2), remaps,
-                  {t: bag.msgtype(t) for t in plan.inputs() if t not in transforms or use_tf2}, static_topics)
+    tf_static = next((plan.tf_static for plan in plans.values() if plan.tf_static), None)
+    static_topics = {tf_static} if use_tf2 and tf_static else set()
+    inputs = {t: bag.msgtype(t) for plan in plans.values() for t in plan.inputs() if t not in transforms or use_tf2}
+    return _Setup(plans, frames, _node_parameters(options, plans, extrinsics, use_tf2), remaps, inputs,
+                  static_topics)
 
 
 class Replay:
@@ -292,7 +332,8 @@ class Replay:
             from depth_ft_ros.replay.preview import pick_frames, write_previews
             from depth_ft_ros.replay.session import ReplaySession
 
-            plan, frames = setup.plan, setup.frames
+            plans, frames = setup.plans, setup.frames
+            has_sparse = any(plan.sparse_points for plan in plans.values())
             writer: BagWriter | None = None  # created once the node runs: a node that fails leaves no bag behind
             clock = {"ns": 0}
             analyzer: OutputAnalyzer | None = None
@@ -310,14 +351,14 @@ class Replay:
                   file=sys.stderr)
             mode = "lossless" if options.lossless else f"rate {options.rate:g}"
             summary = ReplaySummary(str(bag.path), str(options.out_bag), mode, frames,
-                                    names.DEPTH_IMAGE if plan.sparse_points else names.DEPTH_RELATIVE, {})
+                                    names.DEPTH_IMAGE if has_sparse else names.DEPTH_RELATIVE, {})
             try:
                 session.start()
                 summary.node = session.describe_node()
                 writer = BagWriter(options.out_bag)
                 analyzer = OutputAnalyzer(frames, options.namespace, summary.node.get("space") or "depth",
                                           pick_frames(len(frames)) if options.preview_dir else [])
-                _play(bag, plan, session, analyzer, writer, frames, options, clock, stop)
+                _play(bag, plans, session, analyzer, writer, frames, options, clock, stop)
             except KeyboardInterrupt:  # a second Ctrl-C: abort whatever runs (e.g. a model still loading)
                 stop.set()
             finally:

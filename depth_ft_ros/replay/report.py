@@ -22,6 +22,7 @@ MAX_TABLE_ROWS = 60
 class FrameRecord:
     index: int
     stamp_ns: int
+    camera: str = ""  # the node's camera name (several cameras), "" for the single camera
     sent_s: float | None = None  # monotonic time the image was published
     arrivals_s: dict[str, float] = field(default_factory=dict)  # output topic -> first arrival (monotonic)
     scale: float = math.nan
@@ -118,12 +119,15 @@ class ReplaySummary:
             lines.append(f"  latency image -> {self.depth_topic} (ms): " + "  ".join(f"{k} {v:.0f}"
                                                                                    for k, v in lat.items()))
         has_gt = any(f.metrics for f in self.frames)
-        lines.append("  frame  t[s]     scale     shift  fit_res" + ("   AbsRel  RMSE[m]  delta1" if has_gt else ""))
+        width = max((len(f.camera) for f in self.frames), default=0)
+        lines.append("  frame  t[s]  " + ("camera".ljust(width) + "  " if width else "") + "   scale     shift  fit_res"
+                     + ("   AbsRel  RMSE[m]  delta1" if has_gt else ""))
         step = max(1, math.ceil(len(sent) / MAX_TABLE_ROWS))  # long bags: every step-th frame (JSON has all)
         if step > 1:
             lines.append(f"  (one row every {step} frames of {len(sent)}; --summary-json has them all)")
         for f in sent[::step]:
-            row = (f"  {f.index:5d} {(f.stamp_ns - t0) / 1e9:5.2f} {_num(f.scale, 9)} {_num(f.shift, 9)} "
+            row = (f"  {f.index:5d} {(f.stamp_ns - t0) / 1e9:5.2f} " + (f" {f.camera.ljust(width)} " if width else "")
+                   + f"{_num(f.scale, 9)} {_num(f.shift, 9)} "
                    f"{_num(f.fit_residual_rel, 8, '.1e')}")
             if has_gt:
                 row += (f" {_num(f.metrics.get('absrel'), 8)} {_num(f.metrics.get('rmse_m'), 8)} "

@@ -152,7 +152,7 @@ class ReplaySession:
         self._spin_thread.start()
 
         self.node.trigger_configure()
-        if self.node.pipeline is None:
+        if self.node.processor is None:
             raise ReplayError("the node failed to configure (the model did not load: see its error above)")
         self.node.trigger_activate()
         self._subscribe_outputs()
@@ -266,5 +266,5 @@ class ReplaySession:
 
     def describe_node(self) -> dict[str, str]:
         """Models, device, precision and prediction space of the running pipeline."""
-        assert self.node is not None and self.node.pipeline is not None
-        return dict(self.node.pipeline.describe())
+        assert self.node is not None and self.node.models is not None and self.node.processor is not None
+        return {**self.node.models.describe(), "space": self.node.processor.space(self.node.config) or ""}

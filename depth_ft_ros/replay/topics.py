@@ -1,6 +1,9 @@
 """Which bag topics feed the node: taken from the flags, else guessed by message type and image encoding.
 
-A guess is made only when it is unambiguous; otherwise the error lists the candidates and the flag to pass.
+A guess is made only when it is unambiguous; otherwise the error lists the candidates and the flag to pass. With
+several cameras (the node's `cameras` parameter), each camera C takes the image, camera_info and ground-truth topics
+that have C as one of their name's segments (/C/image_raw, /rig/C/camera_info, ...); the sparse points are the one
+shared LiDAR (or, with sparse_per_camera, each camera's own under its name).
 """
 
 from __future__ import annotations
@@ -62,10 +65,18 @@ def _is_depth(bag: BagReader, topic: str, msgtype: str) -> bool:
     return _encoding(bag, topic) in DEPTH_ENCODINGS
 
 
+def _of_camera(topic: str, camera: str) -> bool:
+    return not camera or camera in topic.strip("/").split("/")
+
+
 def choose_topics(bag: BagReader, image: str | None = None, camera_info: str | None = None,
-                  sparse_points: str | None = None, gt_depth: str | None = None) -> TopicPlan:
-    """The TopicPlan for `bag`; flags given as None are guessed. Raises BagError naming what is missing."""
-    topics = bag.topics()
+                  sparse_points: str | None = None, gt_depth: str | None = None, camera: str = "",
+                  sparse_per_camera: bool = False) -> TopicPlan:
+    """The TopicPlan for `bag` (for one camera of several: `camera`); flags given as None are guessed. Raises
+    BagError naming what is missing."""
+    topics = [t for t in bag.topics() if _of_camera(t.name, camera)
+              or (t.msgtype != m.IMAGE and t.msgtype != m.COMPRESSED_IMAGE and t.msgtype != m.CAMERA_INFO
+                  and not (t.msgtype == m.POINTCLOUD2 and sparse_per_camera))]
     images = [t.name for t in topics if t.msgtype in (m.IMAGE, m.COMPRESSED_IMAGE)]
     depth_images = [t for t in images if _is_depth(bag, t, bag.msgtype(t))]
 
@@ -76,8 +87,9 @@ def choose_topics(bag: BagReader, image: str | None = None, camera_info: str | N
         # A bag recorded with image_transport often has both `x` and `x/compressed`: play the raw one.
         colour = [t for t in colour if not (t.endswith("/compressed") and t[: -len("/compressed")] in colour)]
         if len(colour) != 1:
-            raise _fail(bag, "no camera image topic (sensor_msgs/Image with a colour or mono encoding, or "
-                        "CompressedImage)" if not colour else "camera image", "--image-topic", colour)
+            what = ("no camera image topic (sensor_msgs/Image with a colour or mono encoding, or CompressedImage)"
+                    if not colour else "camera image")
+            raise _fail(bag, f"camera {camera}: {what}" if camera else what, "--image-topic", colour)
         image = colour[0]
 
     if camera_info is not None:

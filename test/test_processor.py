@@ -1,4 +1,4 @@
-"""One frame through the chain without ROS (FramePipeline), with a tiny checkpoint: what happens when a frame
+"""One frame through the chain without ROS (FrameProcessor), with a tiny checkpoint: what happens when a frame
 has too few metric points, and the shared encoder."""
 
 from __future__ import annotations
@@ -10,23 +10,24 @@ from predictor_fixtures import cached_predictor
 
 from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.errors import InputError
-from depth_ft_ros.frame.processor import FrameInput, FramePipeline, camera_for_image
+from depth_ft_ros.frame.processor import CameraFrame, FrameFailure, FrameProcessor
+from depth_ft_ros.geometry.camera import camera_for_image
 from depth_ft_ros.model.networks import Models
 
 S_NS = 1_000_000_000
 
 
-def pipeline(**overrides: object) -> FramePipeline:
+def pipeline(**overrides: object) -> FrameProcessor:
     params: dict[str, object] = {"depth_model": "tiny", "alignment": "global", "alignment_fit": "scale",
                                  "min_depth": 0.1, "max_depth": 20.0, "hold_seconds": 1.0, **overrides}
     config = NodeConfig(**params).validate()  # type: ignore[arg-type]
-    return FramePipeline(config, Models(cached_predictor("e2e-ft-depth", processing_resolution=0), None))
+    return FrameProcessor(Models(cached_predictor("e2e-ft-depth", processing_resolution=0), None), config)
 
 
-def frame(stamp_ns: int, with_points: bool) -> FrameInput:
+def frame(stamp_ns: int, with_points: bool) -> CameraFrame:
     s = scene()
     points = s.lidar_points @ s.T_camera_lidar[:3, :3].T + s.T_camera_lidar[:3, 3] if with_points else None
-    return FrameInput(rgb=s.rgb, camera=s.camera, stamp_ns=stamp_ns, points_cam_m=points)
+    return CameraFrame(rgb=s.rgb, camera=s.camera, stamp_ns=stamp_ns, points_m=points)
 
 
 def test_hold_keeps_the_last_fit_for_hold_seconds_then_publishes_relative_only() -> None:
@@ -68,11 +69,43 @@ def test_camera_for_image_scales_same_aspect_and_refuses_another() -> None:
 
 def test_depth_and_normals_checkpoints_with_one_vae_encode_once() -> None:
     config = NodeConfig(depth_model="tiny", normals_model="tiny").validate()
-    p = FramePipeline(config, Models(cached_predictor("e2e-ft-depth", processing_resolution=0),
-                                     cached_predictor("e2e-ft-normals", processing_resolution=0)))
-    assert p.shared_encoder
+    p = FrameProcessor(Models(cached_predictor("e2e-ft-depth", processing_resolution=0),
+                              cached_predictor("e2e-ft-normals", processing_resolution=0)), config)
+    assert p.networks.shared_encoder
     result = p.process(frame(0, with_points=True))
     assert result.timings_ms["depth.encode"] > 0 and result.timings_ms["normals.encode"] == 0
     # The same normals as from the normals predictor on its own.
     alone = cached_predictor("e2e-ft-normals", processing_resolution=0).predict(scene().rgb).normals
     np.testing.assert_allclose(result.normals, alone, atol=1e-5)
+
+
+def test_an_image_too_thin_for_the_network_is_bad_input_naming_the_image_size() -> None:
+    """8000x64 at processing_resolution 768 becomes 768x6, less than one latent pixel of height: refused as bad
+    input (not an internal error), the message naming the image's width x height."""
+    config = NodeConfig(depth_model="tiny").validate()
+    p = FrameProcessor(Models(cached_predictor("e2e-ft-depth", processing_resolution=768), None), config)
+    from depth_ft_ros.geometry.camera import PinholeCamera
+
+    rgb = np.zeros((64, 8000, 3), np.uint8)
+    camera = PinholeCamera.from_intrinsics(500.0, 500.0, 4000.0, 32.0, 8000, 64)
+    with pytest.raises(FrameFailure) as failure:
+        p.process(CameraFrame(rgb=rgb, camera=camera, stamp_ns=1))
+    assert failure.value.kind == "bad_input" and failure.value.stage == "check"
+    assert "8000x64" in failure.value.message and "768x6" in failure.value.message
+    assert failure.value.warn_kind == "bad_image"
+
+
+def test_a_sweep_entirely_behind_the_camera_names_the_reason_and_the_extrinsics() -> None:
+    """Wrong extrinsics (the LiDAR turned 180 degrees): every point lands behind the camera. The report says so
+    with the count per reason and a hint, instead of only "too few points"."""
+    s = scene()
+    flip = np.diag([1.0, 1.0, -1.0])  # mirror z: a camera looking backwards at the sweep
+    points_cam = s.lidar_points @ s.T_camera_lidar[:3, :3].T + s.T_camera_lidar[:3, 3]
+    behind = points_cam @ flip.T
+    assert (behind[:, 2] <= 0).all()
+    result = pipeline(on_few_points="relative").process(
+        CameraFrame(rgb=s.rgb, camera=s.camera, stamp_ns=0, points_m=behind))
+    reason = result.alignment.reason
+    assert result.alignment.state == "relative-only"
+    assert f"all {len(behind)} points dropped" in reason and f"{len(behind)} behind camera" in reason
+    assert "extrinsics" in reason
