@@ -16,10 +16,11 @@ from depth_ft_ros.alignment.aligner import AlignmentReport
 from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.enums import AlignmentMethod, AlignmentState, Space
 from depth_ft_ros.fleet.evaluate import COLUMNS, evaluation_columns
-from depth_ft_ros.frame import processor
+from depth_ft_ros.frame.processor import CameraFrame, FrameResult
 from depth_ft_ros.geometry.camera import PinholeCamera
+from depth_ft_ros.geometry.pose import pose_to_matrix
 from depth_ft_ros.geometry.rectify import rectified_camera
-from depth_ft_ros.geometry.sparse import SparsePoints
+from depth_ft_ros.geometry.sparse import SparsePoints, transform_points
 from depth_ft_ros.training.samples import split_points
 
 W, H = 64, 48
@@ -62,24 +63,21 @@ def _halves(uv: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             np.array([key[(int(a), int(b))] for a, b in held.uv]))
 
 
-def _frame(points: np.ndarray | None, camera: PinholeCamera | None = None):  # the frame path's per-camera input
-    cls = getattr(processor, "CameraFrame", None) or processor.FrameInput
-    kwargs = {"rgb": np.zeros((H, W, 3), np.uint8), "camera": camera or _camera(), "stamp_ns": STAMP_NS,
-              "points_cam_m": points}
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs.update({k: v for k, v in (("camera_name", ""), ("frame_id", "cam")) if k in names})
-    return cls(**kwargs)
+def _frame(points: np.ndarray | None, camera: PinholeCamera | None = None,
+           t_camera_points: np.ndarray | None = None) -> CameraFrame:
+    """The frame path's input; points in the camera frame, or in their own with t_camera_points."""
+    if points is not None and t_camera_points is not None:
+        points = transform_points(points, np.linalg.inv(t_camera_points))
+    return CameraFrame(rgb=np.zeros((H, W, 3), np.uint8), camera=camera or _camera(), stamp_ns=STAMP_NS,
+                       frame_id="cam", points_m=points, T_camera_points=t_camera_points)
 
 
-def _result(frame, relative: np.ndarray, depth_m: np.ndarray | None, kept: np.ndarray | None = None,
-            camera: PinholeCamera | None = None):
-    kwargs = {"stamp_ns": STAMP_NS, "camera": camera or frame.camera, "relative": relative, "space": Space.DEPTH,
-              "depth_m": depth_m, "normals": None, "cloud": None,
-              "alignment": AlignmentReport(AlignmentState.FITTED, AlignmentMethod.GLOBAL),
-              "timings_ms": {}, "confidence": None, "cloud_kept": kept}
-    names = {f.name for f in dataclasses.fields(processor.FrameResult)}
-    kwargs.update({k: v for k, v in (("camera_name", ""), ("frame_id", "cam")) if k in names})
-    return processor.FrameResult(**kwargs)
+def _result(frame: CameraFrame, relative: np.ndarray, depth_m: np.ndarray | None, kept: np.ndarray | None = None,
+            camera: PinholeCamera | None = None) -> FrameResult:
+    return FrameResult(camera_name="", frame_id="cam", stamp_ns=STAMP_NS, camera=camera or frame.camera,
+                       relative=relative, space=Space.DEPTH, depth_m=depth_m, normals=None, cloud=None,
+                       alignment=AlignmentReport(AlignmentState.FITTED, AlignmentMethod.GLOBAL), timings_ms={},
+                       confidence=None, cloud_kept=kept)
 
 
 def test_heldout_metrics_match_a_least_squares_fit_on_the_other_half() -> None:
@@ -99,7 +97,8 @@ def test_heldout_metrics_match_a_least_squares_fit_on_the_other_half() -> None:
     expected_rmse = np.sqrt(np.mean((pred - truth) ** 2))
 
     published = (SCALE * relative + SHIFT).astype(np.float32)
-    frame = _frame(points)
+    lidar_to_camera = pose_to_matrix([0.05, -0.2, 0.1], [0.02, -0.01, 0.03, 0.999])  # points in a LiDAR's frame
+    frame = _frame(points, t_camera_points=lidar_to_camera)
     result = _result(frame, relative, published.copy())
     config = NodeConfig(alignment="global", see_through_margin=0.0)  # keep every perturbed point
     columns = evaluation_columns(result, frame, config)

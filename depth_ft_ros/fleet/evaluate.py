@@ -23,12 +23,16 @@ from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.evaluation.metrics import cloud_split_metrics, depth_metrics
 from depth_ft_ros.frame.processor import aligner_settings
 from depth_ft_ros.geometry.rectify import needs_rectification
-from depth_ft_ros.geometry.sparse import SparsePoints, project_sparse_points, sparse_from_depth_image
+from depth_ft_ros.geometry.sparse import (
+    SparsePoints,
+    project_sparse_points,
+    sparse_from_depth_image,
+    transform_points,
+)
 from depth_ft_ros.training.samples import sparse_image, split_points
 
 if TYPE_CHECKING:
-    from depth_ft_ros.frame.processor import FrameInput as CameraFrame  # CameraFrame once the frame path lands
-    from depth_ft_ros.frame.processor import FrameResult
+    from depth_ft_ros.frame.processor import CameraFrame, FrameResult
 
 HELDOUT_METRICS = ("absrel", "rmse_m", "delta1")
 GT_METRICS = ("absrel", "rmse_m", "delta1", "coverage", "absrel_cloud_kept", "absrel_cloud_dropped",
@@ -64,8 +68,11 @@ def output_points(result: FrameResult, frame: CameraFrame, cfg: NodeConfig) -> S
     keep the input's geometry; rotated into the rectified frame and projected with P when they are rectified."""
     # As the frame path decides it: raw input, rectify_outputs on, and a camera that needs it.
     rectified_outputs = cfg.rectify_outputs and not cfg.image_rectified and needs_rectification(frame.camera)
-    if frame.points_cam_m is not None:
-        points, camera, with_p = frame.points_cam_m, frame.camera, cfg.image_rectified
+    if frame.points_m is not None:
+        points = frame.points_m
+        if frame.T_camera_points is not None:
+            points = transform_points(points, frame.T_camera_points)
+        camera, with_p = frame.camera, cfg.image_rectified
         if rectified_outputs:  # raw optical frame -> rectified frame (R), then P
             points = np.asarray(points, dtype=np.float64) @ frame.camera.r.T
             camera, with_p = result.camera, True
