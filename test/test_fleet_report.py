@@ -109,6 +109,32 @@ def test_compare_pairs_frames_and_reports_the_difference(tmp_path: Path) -> None
     assert compare_runs(run_a, run_b, tmp_path / "again", "base", "tuned").read_text() == text
 
 
+def _manifest(run: Path, bag: str, size: int, model: str, alignment: str) -> None:
+    (run / bag / "manifest.json").write_text(json.dumps({
+        "input": {"uri": f"/bags/{bag}", "files": [{"name": f"{bag}.mcap", "size": size, "mtime_ns": 1}]},
+        "models": {"depth_model": {"id": model, "sha256": model * 8}},
+        "params": {"depth_model": model, "alignment": alignment, "min_points": 10}}))
+
+
+def test_compare_names_what_differs_and_skips_other_inputs(tmp_path: Path) -> None:
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    for bag, size_b in (("same", 100), ("recorded_again", 120)):
+        _write_bag(run_a, bag, [0.2, 0.3], ["global"] * 2)
+        _write_bag(run_b, bag, [0.1, 0.2], ["global"] * 2)
+        _manifest(run_a, bag, 100, "base", "local")
+        _manifest(run_b, bag, size_b, "tuned", "global")
+    comparison = compare_tables(run_a, run_b, "A", "B")
+    assert [r.bag for r in comparison.rows] == ["same"]
+    assert comparison.other_input == ["recorded_again"]  # same name, other files: not the same bag
+    assert comparison.differences == [
+        "depth model: A base (sha256 basebasebase), B tuned (sha256 tunedtunedtu)",
+        "parameter alignment: A 'local', B 'global' (not only the checkpoint differs)"]
+    text = compare_runs(run_a, run_b, tmp_path / "out", "A", "B").read_text()
+    assert "other input files (not compared): recorded_again" in text
+    assert "- parameter alignment: A 'local', B 'global'" in text
+    assert "Only one bag was scored by both runs" in text
+
+
 def test_compare_refuses_a_missing_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fleet-compare", str(tmp_path / "nope"), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "nope does not exist" in capsys.readouterr().err

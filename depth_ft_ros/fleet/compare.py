@@ -7,8 +7,10 @@ certainty than the data hold. Within a bag, only frames both runs scored (same c
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,12 +51,59 @@ def _scored_frames(path: Path) -> dict[tuple[str, int], float]:
             if v is not None and math.isfinite(v)}
 
 
+MANIFEST_FILE = "manifest.json"
+MODEL_PARAMS = ("depth_model", "normals_model")  # stated by the manifest's models (id and content hash)
+
+
+def _manifest(table: Path) -> dict[str, Any] | None:
+    """The engine's manifest beside a bag's table (input files, models, parameters), if it is readable."""
+    try:
+        doc = json.loads((table.parent / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _input_files(manifest: dict[str, Any]) -> list[tuple[str, int]]:
+    files = manifest.get("input", {}).get("files", []) if isinstance(manifest.get("input"), dict) else []
+    return sorted((str(f.get("name")), int(f.get("size", -1))) for f in files if isinstance(f, dict))
+
+
+def _model(manifest: dict[str, Any], name: str) -> str:
+    model = manifest.get("models", {}).get(name) if isinstance(manifest.get("models"), dict) else None
+    if not isinstance(model, dict):
+        return "none"
+    digest = str(model.get("sha256", ""))[:12]
+    return f"{model.get('id', '?')}" + (f" (sha256 {digest})" if digest else "")
+
+
+def settings_differences(a: dict[str, Any], b: dict[str, Any], label_a: str, label_b: str) -> list[str]:
+    """The checkpoints of both runs and every other parameter that differs (which makes the comparison one of
+    more than the checkpoint)."""
+    lines = [f"{name.replace('_', ' ')}: {label_a} {_model(a, name)}, {label_b} {_model(b, name)}"
+             for name in MODEL_PARAMS if _model(a, name) != "none" or _model(b, name) != "none"]
+    params_a, params_b = a.get("params", {}) or {}, b.get("params", {}) or {}
+    for key in sorted((set(params_a) | set(params_b)) - set(MODEL_PARAMS)):
+        if params_a.get(key) != params_b.get(key):
+            lines.append(f"parameter {key}: {label_a} {params_a.get(key)!r}, {label_b} {params_b.get(key)!r} "
+                         "(not only the checkpoint differs)")
+    return lines
+
+
 def compare_tables(run_a: Path, run_b: Path, label_a: str = "A", label_b: str = "B",
                    confidence: float = 0.95) -> Comparison:
     tables_a, tables_b = bag_tables(run_a), bag_tables(run_b)
     rows: list[BagComparison] = []
     unscored: list[str] = []
+    other_input: list[str] = []
+    differences: list[str] = []
     for bag in sorted(set(tables_a) & set(tables_b)):
+        manifest_a, manifest_b = _manifest(tables_a[bag]), _manifest(tables_b[bag])
+        if manifest_a is not None and manifest_b is not None:
+            if _input_files(manifest_a) != _input_files(manifest_b):
+                other_input.append(bag)  # a re-recorded or truncated copy: not the same bag
+                continue
+            differences = differences or settings_differences(manifest_a, manifest_b, label_a, label_b)
         a, b = _scored_frames(tables_a[bag]), _scored_frames(tables_b[bag])
         both = sorted(set(a) & set(b))
         if not both:
@@ -71,7 +120,7 @@ def compare_tables(run_a: Path, run_b: Path, label_a: str = "A", label_b: str = 
         mean_b=float(np.mean([r.b for r in rows])) if rows else nan,
         mean_diff=float(diff.mean()) if rows else nan, ci_low=low, ci_high=high, confidence=confidence,
         only_a=sorted(set(tables_a) - set(tables_b)), only_b=sorted(set(tables_b) - set(tables_a)),
-        unscored=unscored)
+        unscored=unscored, other_input=other_input, differences=differences)
 
 
 def verdict(c: Comparison) -> str:
@@ -93,7 +142,10 @@ def compare_markdown(c: Comparison, plot_name: str, notes: str = "") -> str:
     lines = [f"# {c.label_b} vs {c.label_a}: held-out LiDAR AbsRel", ""]
     if notes:
         lines += [notes, ""]
-    lines += [f"**{verdict(c)}**", "",
+    lines += [f"**{verdict(c)}**", ""]
+    if c.differences:
+        lines += ["Runs:", "", *(f"- {d}" for d in c.differences), ""]
+    lines += [
               f"- bags compared: {len(c.rows)}; frames: {sum(r.frames for r in c.rows)}",
               f"- mean over bags: {c.label_a} {fmt(c.mean_a)}, {c.label_b} {fmt(c.mean_b)}; "
               f"difference {fmt(c.mean_diff, '+.4f')} ({fmt(100 * rel, '+.1f')} %), {c.confidence:.0%} bootstrap "
@@ -110,7 +162,8 @@ def compare_markdown(c: Comparison, plot_name: str, notes: str = "") -> str:
                      f"{fmt(100 * rel_bag, '+.1f')} % |")
     for title, bags in ((f"Bags with output from {c.label_a} only", c.only_a),
                         (f"Bags with output from {c.label_b} only", c.only_b),
-                        ("Bags without a frame both runs scored", c.unscored)):
+                        ("Bags without a frame both runs scored", c.unscored),
+                        ("Bags of the same name with other input files (not compared)", c.other_input)):
         if bags:
             lines += ["", f"{title}: " + ", ".join(bags)]
     return "\n".join(lines) + "\n"

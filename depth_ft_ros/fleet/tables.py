@@ -80,6 +80,8 @@ class Comparison:
     only_a: list[str] = field(default_factory=list)  # bags with output in one run only
     only_b: list[str] = field(default_factory=list)
     unscored: list[str] = field(default_factory=list)  # bags in both without a frame both scored
+    other_input: list[str] = field(default_factory=list)  # same name, other input files (not compared)
+    differences: list[str] = field(default_factory=list)  # what differs between the runs' settings
 
 
 def bag_tables(out_dir: Path) -> dict[str, Path]:
