@@ -89,7 +89,8 @@ def summary_markdown(bags: dict[str, BagStats], run: RunInfo, plot_name: str | N
         lines += [f"| {b.bag} | " + " | ".join(fmt(b.timings_ms.get(k, math.nan), ".1f") for k in timing_keys) + " |"
                   for b in bags.values()]
     lines += ["", "## Failed bags", ""]
-    lines += [f"- {bag}: {reason or 'no reason recorded'}" for bag, reason in sorted(run.failed.items())] or ["none"]
+    lines += [f"- {bag}: {' '.join(reason.split()) or 'no reason recorded'}"  # one line per bag in the list
+              for bag, reason in sorted(run.failed.items())] or ["none"]
     return "\n".join(lines) + "\n"
 
 
