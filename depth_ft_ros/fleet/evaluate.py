@@ -58,7 +58,8 @@ def evaluation_columns(result: FrameResult, frame: CameraFrame, config: NodeConf
     columns: dict[str, float | int] = {name: NAN for name in COLUMNS}
     columns["heldout_points"] = columns["heldout_fit_points"] = 0
     columns.update(_heldout(result, frame, cfg))
-    if gt_depth_m is not None and result.depth_m is not None:
+    # A ground truth of another size (the replay warns and does not score those frames either) stays NaN.
+    if gt_depth_m is not None and result.depth_m is not None and gt_depth_m.shape == result.depth_m.shape:
         columns.update(_ground_truth(result, gt_depth_m, cfg))
     return columns
 
