@@ -32,11 +32,13 @@ setup(
         "pyyaml",
     ],
     extras_require={"test": ["pytest", "ruff", "mypy", "types-PyYAML", "mcap", "mcap-ros2-support",
-                                "colcon-common-extensions"],
+                                "colcon-common-extensions",
+                                "moto[server]"],  # an S3 API on 127.0.0.1 for the fleet tests
                     # ONNX export and the ONNX Runtime path (CPU build; onnxruntime-gpu / JetPack's on GPUs)
                     "onnx": ["onnx", "onnxruntime"],
-                    # offline fleet reports: the per-bag Parquet tables and the summary/compare plots
-                    "fleet": ["pyarrow", "matplotlib"]},
+                    # `depth-ft-ros fleet`: bags over a Ray actor pool; Parquet and s3:// through pyarrow; the
+                    # summary and compare plots (matplotlib)
+                    "fleet": ["ray[data]", "pyarrow", "matplotlib"]},
     zip_safe=True,
     maintainer="depth_ft_ros maintainers",
     description="Single-step diffusion depth and normals, metric-aligned, as a ROS 2 node",

@@ -330,6 +330,10 @@ def test_unreadable_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     junk = tmp_path / "junk.mcap"
     junk.write_bytes(b"\x00not a bag" * 10)
     assert main(["replay", str(junk), "--out", str(tmp_path / "o1")]) == 2
+    assert "junk.mcap: cannot read the bag" in capsys.readouterr().err  # a bare .mcap is read as one
+    text = tmp_path / "notes.txt"
+    text.write_text("not a bag")
+    assert main(["replay", str(text), "--out", str(tmp_path / "o0")]) == 2
     assert "not a rosbag2 bag" in capsys.readouterr().err
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -23,6 +23,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval-alignment": ("cli.eval_alignment", "metric alignment accuracy and speed on real ground truth"),
     "make-demo-bag": ("cli.demo_bag", "write a short rosbag2 built from the bundled Middlebury frame"),
     "replay": ("cli.replay", "replay a rosbag2 through the node and record its outputs"),
+    "fleet": ("cli.fleet", "many bags (folders, globs, s3://) through the node's frame path on Ray: per-bag output "
+              "bags, Parquet tables and a run summary"),
     "finetune": ("cli.finetune", "fine-tune a checkpoint on rosbags with their LiDAR as supervision (E2E-FT recipe)"),
     "fleet-compare": ("cli.fleet_compare", "compare two `fleet` runs (checkpoints) over the same bags: held-out "
                       "LiDAR AbsRel per bag and overall, with a bootstrap interval"),

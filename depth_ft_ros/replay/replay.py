@@ -108,7 +108,7 @@ def parse_param_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _static_extrinsics(bag: BagReader, plan: TopicPlan) -> tuple[list[float], list[float]] | None:
+def static_extrinsics(bag: BagReader, plan: TopicPlan) -> tuple[list[float], list[float]] | None:
     """static_translation / static_rotation (sparse-points frame -> camera frame) from /tf_static, if any."""
     if plan.sparse_points is None or plan.tf_static is None:
         return None
@@ -282,7 +282,7 @@ def _setup(options: ReplayOptions, bag: BagReader) -> _Setup:
     if not frames:
         raise BagError(f"{bag.path}: the image topic(s) {', '.join(camera_of_image)} have no messages")
     extrinsics = {camera: found for camera, plan in plans.items()
-                  if (found := _static_extrinsics(bag, plan)) is not None}
+                  if (found := static_extrinsics(bag, plan)) is not None}
     # tf2 needs both tf2_ros (the node's listener) and tf2_msgs (to publish /tf and /tf_static here). Without it
     # the transforms are still recorded in the output bag, and the static extrinsics become node parameters.
     transforms = set().union(*(plan.transform_topics() for plan in plans.values()))
@@ -376,4 +376,4 @@ class Replay:
         return summary
 
 
-__all__ = ["Replay", "ReplayOptions", "parse_param_overrides"]
+__all__ = ["Replay", "ReplayOptions", "parse_param_overrides", "static_extrinsics"]

@@ -45,15 +45,18 @@ def keep_last_qos(depth: int = 10, *, reliable: bool = True, transient_local: bo
 
 
 def resolve_bag_path(path: str | Path) -> Path:
-    """The rosbag2 directory for `path` (the directory itself, or a .mcap/.db3 file inside it)."""
+    """The rosbag2 directory for `path` (the directory itself, or a .mcap/.db3 file inside it), or a bare .mcap /
+    .db3 file without metadata.yaml (rosbags reads its topics from the file itself)."""
     p = Path(path)
     if not p.exists():
         raise BagError(f"{path}: no such file or directory")
     if p.is_file() and (p.parent / "metadata.yaml").exists():
         return p.parent
+    if p.is_file() and p.suffix in (".mcap", ".db3"):
+        return p
     if not (p.is_dir() and (p / "metadata.yaml").exists()):
         raise BagError(f"{path}: not a rosbag2 bag (expected a directory with metadata.yaml and .mcap or .db3 "
-                       "files, as `ros2 bag record` writes)")
+                       "files, as `ros2 bag record` writes, or one .mcap / .db3 file)")
     return p
 
 
