@@ -9,7 +9,7 @@ DEPTH_MODEL ?=
 NORMALS_MODEL ?=
 FRAMES ?=
 
-.PHONY: setup test test-py310 test-all lint demo fleet-demo bench eval-alignment clean
+.PHONY: setup test test-py310 test-all lint demo fleet-demo bench eval-alignment gpu-check clean
 
 setup: $(STAMP)
 
@@ -68,6 +68,14 @@ bench: setup
 
 eval-alignment: setup
 	$(VENV)/bin/depth-ft-ros eval-alignment
+
+# The GPU measurements in one command (< 8 min on one GPU): out/gpu-check/gpu-check.{json,md}. Without CUDA each
+# CUDA part says "no CUDA" and the same code runs on the CPU with tiny checkpoints (< 2 min). `make setup` installs
+# the CPU torch: on a GPU machine point GPU_PY at an interpreter with CUDA torch (+ onnxruntime-gpu, TensorRT).
+GPU_PY ?= $(PY)
+gpu-check:
+	@test -x $(GPU_PY) || command -v $(GPU_PY) >/dev/null || $(MAKE) --no-print-directory setup
+	$(GPU_PY) -m depth_ft_ros.bench.gpu_check --out out/gpu-check
 
 clean:
 	rm -rf $(VENV) $(VENV310) out build *.egg-info

@@ -12,46 +12,16 @@ and the weights are what is checked here, not the resolution).
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 
 def build_checkpoint(out: Path) -> Path:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from safetensors.torch import save_file
+    """E2E-FT depth at the published SD2 size, random init (the builder `make gpu-check` uses too)."""
+    from depth_ft_ros.bench.gpu_check import build_real_size_checkpoint
 
-    from depth_ft_ros.evaluation.tiny import make_tiny_model
-    from depth_ft_ros.model.families.checkpoint import EMBEDDING_FILE
-    from depth_ft_ros.model.families.published import (
-        SD2_BLOCK_OUT_CHANNELS,
-        SD2_CROSS_ATTENTION_DIM,
-        SD2_DOWN_BLOCKS,
-        SD2_UP_BLOCKS,
-        SD_VAE_SCALING_FACTOR,
-    )
-
-    make_tiny_model(out, "e2e-ft-depth")  # configs, scheduler, model_index; networks replaced below
-    for part in ("unet", "vae", "text_encoder", "tokenizer"):
-        shutil.rmtree(out / part)
-    torch.manual_seed(0)
-    UNet2DConditionModel(
-        sample_size=96, in_channels=8, out_channels=4, down_block_types=SD2_DOWN_BLOCKS, up_block_types=SD2_UP_BLOCKS,
-        block_out_channels=SD2_BLOCK_OUT_CHANNELS, layers_per_block=2, cross_attention_dim=SD2_CROSS_ATTENTION_DIM,
-        attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
-    ).save_pretrained(out / "unet")
-    AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-        sample_size=768, scaling_factor=SD_VAE_SCALING_FACTOR,
-    ).save_pretrained(out / "vae")
-    # The empty-prompt embedding of OpenCLIP-H ([1, 2, 1024]) stands in for the text encoder.
-    save_file({"embedding": torch.randn(1, 2, SD2_CROSS_ATTENTION_DIM)}, str(out / EMBEDDING_FILE),
-              metadata={"text_encoder": ""})
-    return out
+    return build_real_size_checkpoint(out, "e2e-ft-depth")
 
 
 def main() -> int:

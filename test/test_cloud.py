@@ -96,3 +96,21 @@ def test_bad_inputs() -> None:
         cloud_arrays(np.ones((48, 64)), cam, rgb=np.ones((48, 64, 3), np.float32))
     with pytest.raises(InputError):
         cloud_arrays(np.ones((48, 64)), cam, normals=np.ones((48, 64)))
+
+
+def test_keep_mask_drops_points_like_nan_depth() -> None:
+    # keep= is the cloud filters' mask: the pixels outside it are NaN points, exactly as if their depth were NaN
+    # (camera.backproject of the masked depth is the reference); rgb stays for every pixel, as for invalid depth.
+    frame = load_motorcycle()
+    rng = np.random.default_rng(5)
+    keep = rng.random(frame.depth_m.shape) > 0.3
+    rgb = (rng.random((*frame.depth_m.shape, 3)) * 255).astype(np.uint8)
+    masked = np.where(keep, frame.depth_m, np.nan).astype(np.float32)
+    for stride in (1, 3):
+        cloud = cloud_arrays(frame.depth_m, frame.camera, rgb=rgb, stride=stride, keep=keep, max_range_m=50.0)
+        ref = frame.camera.backproject(masked)[::stride, ::stride]
+        np.testing.assert_array_equal(_xyz(cloud), ref)
+        assert np.isnan(_xyz(cloud)[~keep[::stride, ::stride]]).all()
+        np.testing.assert_array_equal(cloud["rgb"], cloud_arrays(masked, frame.camera, rgb=rgb, stride=stride)["rgb"])
+    with pytest.raises(InputError, match="keep mask"):
+        cloud_arrays(frame.depth_m, frame.camera, keep=keep[:10])

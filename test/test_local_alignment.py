@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_ft_ros.alignment.aligner import MetricAligner, align, align_detailed
-from depth_ft_ros.alignment.local import local_refine
+from depth_ft_ros.alignment.aligner import AlignerSettings, MetricAligner, align, align_detailed
+from depth_ft_ros.alignment.local import LocalOptions, local_refine
 from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.errors import InputError
 from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.metrics import depth_metrics
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
@@ -172,3 +173,21 @@ def test_grid_blur_against_scipy_gaussian() -> None:
             assert worst < 1e-5, sigma
         else:
             assert worst < 0.10 and mean < 0.025, (sigma, worst, mean)
+
+
+def test_local_options_are_typed_validated_and_mapped_from_the_node_config() -> None:
+    # The node's local_heldout_ratio is the one option it sets; the others keep the documented defaults
+    # (local_refine's docstring and the BENCHMARKS tables: 8 px cells, 8 bins, 3 levels).
+    settings = AlignerSettings.from_config(NodeConfig(alignment="local", local_heldout_ratio=0.5))
+    assert settings.local_options == LocalOptions(max_heldout_ratio=0.5)
+    assert (settings.local_options.cell_px, settings.local_options.n_bins, settings.local_options.n_levels) == (8, 8, 3)
+    assert aligner_settings(NodeConfig()) == AlignerSettings.from_config(NodeConfig())
+    with pytest.raises(InputError, match="n_bins"):
+        LocalOptions(n_bins=0)
+    with pytest.raises(InputError, match="max_heldout_ratio"):
+        LocalOptions(max_heldout_ratio=float("nan"))
+    frame = load_motorcycle()
+    pred = make_relative(frame.depth_m, "smooth", "depth", np.random.default_rng(3)).prediction
+    uv, z = _points("random500", 4)
+    with pytest.raises(InputError, match=r"unknown local alignment option.*n_bin"):
+        align_detailed(pred, uv, z, method="local", local_kwargs={"n_bin": 4})

@@ -7,8 +7,8 @@ refinement (local_alignment.local_refine). The frame processor, the public align
 (a one-frame aligner), `eval-alignment` and the tests all run it, so the accuracy that is measured is the
 accuracy of the code that runs.
 
-Settings are plain values (AlignerSettings); depth_ft_ros.frame.processor.aligner_settings builds them from the
-node's configuration, so this module does not depend on it.
+Settings are plain values (AlignerSettings); AlignerSettings.from_config is the one place that maps the node's
+parameters (NodeConfig) to them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from depth_ft_ros.alignment.local import local_refine
+from depth_ft_ros.alignment.local import LocalOptions, local_refine
 from depth_ft_ros.alignment.scale_shift import (
     ROBUST_METHODS,
     SPACES,
@@ -31,13 +31,14 @@ from depth_ft_ros.alignment.scale_shift import (
     sample_prediction,
 )
 from depth_ft_ros.alignment.temporal import FilterAction, ScaleShiftFilter
+from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.enums import AlignmentMethod, AlignmentState, Space
 from depth_ft_ros.errors import InputError
 
 __all__ = [
     "ROBUST_METHODS", "SPACES", "AlignResult", "AlignerSettings", "AlignmentMethod", "AlignmentOutput",
-    "AlignmentReport", "AlignmentState", "FitResult", "MetricAligner", "Space", "align", "align_detailed",
-    "apply_scale_shift", "fit_scale_shift", "sample_prediction",
+    "AlignmentReport", "AlignmentState", "FitResult", "LocalOptions", "MetricAligner", "Space", "align",
+    "align_detailed", "aligner_settings", "apply_scale_shift", "fit_scale_shift", "sample_prediction",
 ]
 
 
@@ -48,7 +49,7 @@ def _no_options() -> Mapping[str, Any]:
 @dataclass(frozen=True)
 class AlignerSettings:
     """How MetricAligner turns a relative map into metric depth. The defaults are those of the one-frame
-    align(); the node's come from its parameters (frame.processor.aligner_settings)."""
+    align(); the node's come from its parameters (from_config)."""
 
     method: AlignmentMethod = AlignmentMethod.GLOBAL
     min_depth_m: float = 1e-3  # metric depths outside [min_depth_m, max_depth_m] are NaN
@@ -61,7 +62,27 @@ class AlignerSettings:
     hold_seconds: float = 1.0  # how long a fit is held when later frames have none
     hold: bool = True  # without a usable fit, use the held one (False: no metric map)
     fit_options: Mapping[str, Any] = field(default_factory=_no_options)  # more fit_scale_shift keywords
-    local_options: Mapping[str, Any] = field(default_factory=_no_options)  # more local_refine keywords
+    local_options: LocalOptions = field(default_factory=LocalOptions)  # how the local correction works
+
+    @classmethod
+    def from_config(cls, config: NodeConfig) -> AlignerSettings:
+        """The node's alignment parameters as MetricAligner settings (the one place that maps them)."""
+        return cls(
+            method=AlignmentMethod(config.alignment),
+            min_depth_m=config.min_depth,
+            max_depth_m=config.max_depth,
+            min_points=config.min_points,
+            fit_shift=config.alignment_fit == "scale_shift",
+            smoothing_seconds=config.smoothing_seconds,
+            hold_seconds=config.hold_seconds,
+            hold=config.on_few_points == "hold",
+            local_options=LocalOptions(max_heldout_ratio=config.local_heldout_ratio),
+        )
+
+
+def aligner_settings(config: NodeConfig) -> AlignerSettings:
+    """AlignerSettings.from_config as a function (the name the frame processor and the tools import)."""
+    return AlignerSettings.from_config(config)
 
 
 @dataclass
@@ -150,8 +171,8 @@ class MetricAligner:
         if s.method == AlignmentMethod.LOCAL and fit.ok and uv is not None and z_m is not None:
             # All points, not only the global inliers: the local outlier test re-admits points that a smooth
             # model error pushed out of the global fit.
-            refined = local_refine(depth_m, uv, z_m, fit, min_depth_m=s.min_depth_m, max_depth_m=s.max_depth_m,
-                                   **s.local_options)
+            refined = local_refine(depth_m, uv, z_m, fit, s.local_options, min_depth_m=s.min_depth_m,
+                                   max_depth_m=s.max_depth_m)
             report.local = refined.info
             if refined.depth_m is None:  # not supported or not confirmed by the points: the global map stands
                 report.method, report.reason = AlignmentMethod.GLOBAL, refined.note or ""
@@ -183,7 +204,7 @@ def align_detailed(
 ) -> AlignResult:
     """Like align() but returns the fit and what was done: a one-frame MetricAligner. Raises InputError when
     the global fit refuses; "local" falls back to the global result (method="global", note set) when the
-    points cannot support it. fit_kwargs / local_kwargs: more fit_scale_shift / local_refine keywords."""
+    points cannot support it. fit_kwargs: more fit_scale_shift keywords; local_kwargs: LocalOptions fields."""
     chosen = AlignmentMethod.parse(method)
     if chosen == AlignmentMethod.OFF:
         raise InputError("alignment method must be 'global' or 'local', got 'off'")
@@ -194,7 +215,7 @@ def align_detailed(
         min_points=int(options.pop("min_points", defaults.min_points)),
         fit_shift=bool(options.pop("fit_shift", defaults.fit_shift)),
         robust_method=str(options.pop("robust_method", defaults.robust_method)),
-        fit_options=MappingProxyType(options), local_options=MappingProxyType(dict(local_kwargs or {})),
+        fit_options=MappingProxyType(options), local_options=LocalOptions.from_mapping(local_kwargs or {}),
     )
     out = MetricAligner(settings).align(prediction, space, uv, z)
     report = out.report

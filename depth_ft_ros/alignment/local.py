@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import cv2
 import numpy as np
@@ -124,20 +126,22 @@ class _Points:
     def on_grid(cls, coords: np.ndarray, shape: tuple[int, int, int]) -> _Points:
         """coords: (3, N) continuous (row, col, bin) grid coordinates, cell centres at integers."""
         gh, gw, nb = shape
-        cell = (np.clip(np.floor(coords[0] + 0.5), 0, gh - 1).astype(np.int64) * gw
-                + np.clip(np.floor(coords[1] + 0.5), 0, gw - 1).astype(np.int64))
+        sizes = np.array([[gh], [gw], [nb]])
+        # All three axes at once (a few (3, N) passes instead of a dozen (N,) ones per axis).
+        cell = np.clip(np.floor(coords[:2] + 0.5), 0, sizes[:2] - 1).astype(np.int64)
         b0 = np.minimum(np.floor(coords[2]).astype(np.int64), max(nb - 2, 0))
         fb = coords[2] - b0 if nb > 1 else np.zeros_like(coords[2])
-        per_axis = []
-        for c, n, stride in ((coords[0], gh, gw * nb), (coords[1], gw, nb), (coords[2], nb, 1)):
-            c = np.clip(c, 0, n - 1)
-            lo = np.minimum(np.floor(c).astype(np.int64), max(n - 2, 0))
-            f = c - lo
-            per_axis.append(((lo * stride, 1 - f), (np.minimum(lo + 1, n - 1) * stride, f)))
-        corners = [(iy + ix + ib, wy * wx * wb) for iy, wy in per_axis[0] for ix, wx in per_axis[1]
-                   for ib, wb in per_axis[2]]
-        return cls(shape, cell * nb + b0, fb, np.stack([idx for idx, _ in corners]),
-                   np.stack([w for _, w in corners]).astype(np.float32))
+        c = np.clip(coords, 0, sizes - 1)
+        lo = np.minimum(np.floor(c), np.maximum(sizes - 2, 0)).astype(np.int64)
+        f = c - lo
+        hi = np.minimum(lo + 1, sizes - 1)
+        strides = np.array([[gw * nb], [nb], [1]])
+        idx = np.stack([lo * strides, hi * strides])  # (2 corners, 3 axes, N)
+        wts = np.stack([1 - f, f]).astype(np.float32)
+        # corner (i, j, k): row corner i, column corner j, bin corner k
+        sample_idx = (idx[:, None, None, 0] + idx[None, :, None, 1] + idx[None, None, :, 2]).reshape(8, -1)
+        sample_w = (wts[:, None, None, 0] * wts[None, :, None, 1] * wts[None, None, :, 2]).reshape(8, -1)
+        return cls(shape, (cell[0] * gw + cell[1]) * nb + b0, fb, sample_idx, sample_w)
 
     def subset(self, keep: np.ndarray) -> _Points:
         return _Points(self.shape, self.splat_idx[keep], self.splat_frac[keep], self.sample_idx[:, keep],
@@ -147,9 +151,12 @@ class _Points:
         """Nearest cell in space, linear between the two nearest bins."""
         size = math.prod(self.shape)
         fb = self.splat_frac
-        acc = np.bincount(self.splat_idx, (1 - fb) * values, size)
         if self.shape[2] > 1:
-            acc += np.bincount(self.splat_idx + 1, fb * values, size)
+            upper = fb * values
+            acc = np.bincount(self.splat_idx, values - upper, size)
+            acc += np.bincount(self.splat_idx + 1, upper, size)
+        else:
+            acc = np.bincount(self.splat_idx, values, size)
         return acc.astype(np.float32).reshape(self.shape)
 
     def sample(self, grid: np.ndarray) -> np.ndarray:
@@ -199,11 +206,17 @@ class _Grid:
         """Trilinear interpolation at every pixel. The grid is first resized along its columns to the image's
         width (the bins as channels: linear, cell centres at (c + 0.5) * cell_px - 0.5), so that viewed as a
         2-D image (rows = grid rows, columns = x * n_bins + bin) one cv2.remap interpolates row and bin at
-        each pixel's own column."""
+        each pixel's own column. log_d (float32 HxW) is overwritten (it becomes the remap's column map)."""
         gh, gw, nb = grid.shape
         wide = cv2.resize(grid, (gw * self.cell, gh), interpolation=cv2.INTER_LINEAR)
         flat = np.ascontiguousarray(wide[:, :self.w]).reshape(gh, self.w * nb)
-        map_x = self.bins(log_d) if nb > 1 else np.zeros_like(log_d)
+        map_x = log_d
+        if nb > 1:  # the bin coordinate, in place; NaN depth stays NaN (remap reads the border, the pixel is NaN)
+            np.multiply(map_x, np.float32(self.bin_scale), out=map_x)
+            np.subtract(map_x, np.float32(self.log_lo * self.bin_scale), out=map_x)
+            np.clip(map_x, 0, nb - 1, out=map_x)
+        else:
+            map_x[...] = 0
         map_x += _column_offsets(self.w, nb)
         out: np.ndarray = cv2.remap(flat, map_x, _row_map(self.h, self.w, self.cell, gh), cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_REPLICATE)
@@ -226,25 +239,55 @@ def _row_map(height: int, width: int, cell_px: int, grid_rows: int) -> np.ndarra
     return out
 
 
+@dataclass(frozen=True)
+class LocalOptions:
+    """How local_refine corrects the global map (AlignerSettings.local_options; the node sets max_heldout_ratio
+    from local_heldout_ratio, the rest are these defaults)."""
+
+    cell_px: int = 8  # spatial cell of the bilateral grid, px
+    n_bins: int = 8  # log-depth bins of the grid (1: no edge awareness)
+    range_sigma_bins: float = 1.0  # Gaussian sigma along the bins
+    sigma_px: float | None = None  # base spatial sigma, px; None: from the point density (sigma_factor x spacing)
+    sigma_factor: float = 1.1
+    sigma_min_px: float = 6.0
+    n_levels: int = 3  # coarse-to-fine levels, sigma_px * 2**level
+    prior_points: float = 0.5  # pseudo-points of zero correction at each kernel centre
+    outlier_k: float = 3.0  # robust sigmas from the leave-one-out neighbour mean that make a point an outlier
+    outlier_floor: float = 0.01  # smallest outlier band, log ratio
+    max_heldout_ratio: float = 0.9  # the correction is used when its held-out error is at most this x global's
+    max_abs_log_correction: float = 1.0
+    min_points: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("cell_px", "n_bins", "n_levels", "min_points"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise InputError(f"local alignment option {name} must be an integer >= 1, got {value!r}")
+        for name in ("range_sigma_bins", "sigma_factor", "sigma_min_px", "prior_points", "outlier_k",
+                     "outlier_floor", "max_heldout_ratio", "max_abs_log_correction"):
+            value = getattr(self, name)
+            if not value >= 0:  # also refuses NaN
+                raise InputError(f"local alignment option {name} must be >= 0, got {value!r}")
+        if self.sigma_px is not None and not self.sigma_px > 0:
+            raise InputError(f"local alignment option sigma_px must be > 0 or None, got {self.sigma_px!r}")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> LocalOptions:
+        """From keyword values (align_detailed's local_kwargs); unknown names are refused by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InputError(f"unknown local alignment option(s) {unknown}; known: {sorted(known)}")
+        return cls(**options)
+
+
 def local_refine(
     depth_global_m: np.ndarray,
     uv: np.ndarray,
     z: np.ndarray,
     fit: FitResult | None = None,
+    options: LocalOptions | None = None,
     *,
-    cell_px: int = 8,
-    n_bins: int = 8,
-    range_sigma_bins: float = 1.0,
-    sigma_px: float | None = None,
-    sigma_factor: float = 1.1,
-    sigma_min_px: float = 6.0,
-    n_levels: int = 3,
-    prior_points: float = 0.5,
-    outlier_k: float = 3.0,
-    outlier_floor: float = 0.01,
-    max_heldout_ratio: float = 0.9,
-    max_abs_log_correction: float = 1.0,
-    min_points: int = 20,
     min_depth_m: float = 1e-3,
     max_depth_m: float = np.inf,
 ) -> LocalResult:
@@ -256,11 +299,13 @@ def local_refine(
     depth_m=None with a note when fewer than min_points usable points remain, or when the held-out test finds
     no local error (info["heldout_ratio"] > max_heldout_ratio): then the global map stands.
     """
+    o = options or LocalOptions()
+    cell_px, n_bins, range_sigma_bins, sigma_px = o.cell_px, o.n_bins, o.range_sigma_bins, o.sigma_px
+    n_levels, prior_points, outlier_k, outlier_floor = o.n_levels, o.prior_points, o.outlier_k, o.outlier_floor
+    max_heldout_ratio, max_abs_log_correction, min_points = o.max_heldout_ratio, o.max_abs_log_correction, o.min_points
     depth = np.asarray(depth_global_m, dtype=np.float32)
     if depth.ndim != 2:
         raise InputError(f"depth must be 2-D, got shape {depth.shape}")
-    if cell_px < 1 or n_bins < 1 or n_levels < 1:
-        raise InputError(f"cell_px, n_bins and n_levels must be >= 1 (got {cell_px}, {n_bins}, {n_levels})")
     h, w = depth.shape
     uv_arr = np.asarray(uv).astype(np.int64)
     z_arr = np.asarray(z, dtype=np.float64).ravel()
@@ -269,9 +314,11 @@ def local_refine(
         usable = np.isfinite(d_pts) & (d_pts > 0) & np.isfinite(z_arr) & (z_arr > 0)
     if np.count_nonzero(usable) < min_points:
         return LocalResult(None, note=f"local alignment needs {min_points} points, got {np.count_nonzero(usable)}")
-    xy = uv_arr[usable].astype(np.float64)
-    log_dp = np.log(d_pts[usable])
-    r = np.log(z_arr[usable]) - log_dp
+    if not usable.all():  # usually all are: the node's projection keeps only valid points
+        uv_arr, d_pts, z_arr = uv_arr[usable], d_pts[usable], z_arr[usable]
+    xy = uv_arr  # int (column, row)
+    log_dp = np.log(d_pts)
+    r = np.log(z_arr) - log_dp
 
     # Depth bins over the range of the global map (subsampled: a full-resolution min/max costs ms).
     sub = depth[::4, ::4]
@@ -283,7 +330,7 @@ def local_refine(
     pts = _Points.on_grid(coords, grid.shape)
     range_sigma = range_sigma_bins if n_bins > 1 else 0.0
     if sigma_px is None:
-        sigma_px = max(sigma_factor * _density_sigma_px(xy, w, 4 * cell_px), sigma_min_px)
+        sigma_px = max(o.sigma_factor * _density_sigma_px(xy, w, 4 * cell_px), o.sigma_min_px)
 
     # Outlier test against the leave-one-out kernel mean of the neighbours (twice the base sigma). The second
     # pass takes the reference from the first pass's inliers only: 10 % outliers bias a kernel mean enough to
@@ -325,13 +372,15 @@ def local_refine(
         return LocalResult(None, info={"heldout_ratio": heldout_ratio},
                            note=f"local alignment not used: its held-out error is {heldout_ratio:.2f} of the "
                                 f"global fit's (limit {max_heldout_ratio:g}): no local error to correct")
-    r, pts = r[keep], pts.subset(keep)
-
-    w_splat = pts.splat(np.ones_like(r))
+    # The outliers stay in the arrays with weight 0 (adding 0.0 to a bincount sum changes nothing): cheaper
+    # than taking the subset of the eight sample corners.
+    keep_w = keep.astype(np.float64)
+    r_kept = r * keep_w
+    w_splat = pts.splat(keep_w)
     total = np.zeros_like(w_splat)
     for level in reversed(range(n_levels)):
         sig_cells = sigma_px * 2**level / cell_px
-        resid = r - pts.sample(total) if level < n_levels - 1 else r
+        resid = (r - pts.sample(total)) * keep_w if level < n_levels - 1 else r_kept
         wsum = _blur(w_splat, sig_cells, range_sigma)
         rsum = _blur(pts.splat(resid), sig_cells, range_sigma)
         # Prior in units of "points at the kernel centre": the peak one point leaves after the blur.
@@ -348,7 +397,7 @@ def local_refine(
         if math.isfinite(max_depth_m):
             out[out > max_depth_m] = np.nan
     info = {
-        "n_points": float(r.size),
+        "n_points": float(np.count_nonzero(keep)),
         "n_local_outliers": float(np.count_nonzero(~keep)),
         "n_unjudged": float(np.count_nonzero(~judged)),
         "sigma_px": float(sigma_px),

@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,15 +53,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cameras", type=int, default=0, metavar="N",
                         help="serve 1..N cameras from one node (`cameras` parameter): per-frame cost and throughput, "
                         "frames batched in one forward vs one frame per forward (bench_cameras.py)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                        help="the node's device parameter (default cpu: the numbers in BENCHMARKS \"Node\")")
     parser.add_argument("--alignment-fit", default=None, choices=["scale_shift", "scale"],
                         help="default: scale for the tiny random checkpoints (their output does not follow depth), "
                         "else scale_shift")
     bench_overload.add_arguments(parser)
 
 
-def _run_one(args: argparse.Namespace, alignment: str, depth_model: str,
-             normals_model: str) -> tuple[list[dict[str, float]], str]:
-    """The stage times of each frame after the warm-up, and what the last frame's alignment used."""
+@dataclass
+class NodeRun:
+    frames: list[dict[str, float]]  # stage times (ms) of each frame after the warm-up
+    used: str  # what the last frame's alignment used
+    latency_ms: list[float]  # publication of the inputs -> the last subscribed output received, per frame
+    wall_s: float  # the timed frames, first publication to last output
+    cpu_s: float  # this process's CPU time over them (the node and its executor; the subscriber is another)
+    gpu_peak_mib: float  # torch's CUDA allocator peak over the run (NaN without CUDA)
+
+
+def _run_one(args: argparse.Namespace, alignment: str, depth_model: str, normals_model: str) -> NodeRun:
+    """Frames through the real node, one at a time, after 2 warm-up frames."""
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from depth_ft_ros.bench.harness import running_node, subscribe_outputs
@@ -72,7 +84,7 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str,
     for i, axis in enumerate("xyz"):
         cloud[axis] = points[:, i]
     os.environ[PUBLICATION_MODE_VAR] = args.publication_mode  # read when rclpy.init creates the participant
-    params = {"depth_model": depth_model, "normals_model": normals_model, "device": "cpu",
+    params = {"depth_model": depth_model, "normals_model": normals_model, "device": args.device,
               "processing_resolution": args.processing_resolution or 0, "alignment": alignment, "use_tf": False,
               "alignment_fit": args.alignment_fit or ("scale_shift" if args.depth_model else "scale"),
               "min_depth": 0.1, "max_depth": 20.0, "sync_wait": 1.0, "cloud_normals": args.cloud_normals,
@@ -92,7 +104,13 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str,
         while time.monotonic() < deadline and not (all(p.get_subscription_count() for p in pubs.values())
                                                    and probe.count_subscribers(topics[-1]) > 0):
             time.sleep(0.01)
+        latency_ms: list[float] = []
+        cpu0 = wall0 = 0.0
         for i in range(args.frames + 2):  # 2 warm-up frames
+            if i == 2:
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                _reset_gpu_peak()
+            sent = time.perf_counter()
             stamp_ns = 1_700_000_000_000_000_000 + i * 100_000_000
             header = bench_scene.header(stamp_ns)
             pubs["camera_info"].publish(convert.camera_to_camera_info(camera, header))
@@ -103,12 +121,48 @@ def _run_one(args: argparse.Namespace, alignment: str, depth_model: str,
                 time.sleep(0.002)
             if received.value <= i:
                 raise RuntimeError(f"no output for frame {i}: {node.stats.snapshot()}")
+            if i >= 2:
+                latency_ms.append((time.perf_counter() - sent) * 1e3)
+        cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
         stop_sub.set()
         subscriber.join(timeout=10.0)
         used = node.last_alignment.get("alignment.method", "-")
         if "alignment.heldout_ratio" in node.last_alignment:
             used += f" (held-out {node.last_alignment['alignment.heldout_ratio']})"
-        return list(node.stats.recent_stages_ms)[2:], used
+        return NodeRun(list(node.stats.recent_stages_ms)[2:], used, latency_ms, wall_s, cpu_s, _gpu_peak_mib())
+
+
+def _reset_gpu_peak() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _gpu_peak_mib() -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else float("nan")
+
+
+def end_to_end(depth_model: str, normals_model: str, *, device: str, processing_resolution: int, frames: int,
+               alignment_fit: str, width: int = 640, height: int = 480) -> dict[str, float]:
+    """The node with the defaults of BENCHMARKS "Node" (depth/image + camera_info + points, xyz rgb, local
+    alignment) on `device`: latency p50/p90, outputs/s, CPU time per output, GPU memory peak, outside-network
+    median (for gpu_check)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--outputs", "depth/image", "depth/camera_info", "points", "--no-cloud-normals"])
+    args.device, args.processing_resolution, args.frames = device, processing_resolution, frames
+    args.alignment_fit, args.width, args.height = alignment_fit, width, height
+    run = _run_one(args, "local", depth_model, normals_model)
+    outside = [sum(f.get(s, 0.0) for s in OUTSIDE_NETWORK) for f in run.frames]
+    n = len(run.latency_ms)
+    return {"latency_p50_ms": round(float(np.percentile(run.latency_ms, 50)), 1),
+            "latency_p90_ms": round(float(np.percentile(run.latency_ms, 90)), 1),
+            "outputs_per_s": round(n / run.wall_s, 2), "cpu_ms_per_output": round(run.cpu_s / n * 1e3, 1),
+            "outside_network_ms": round(float(np.median(outside)), 2), "gpu_peak_mib": round(run.gpu_peak_mib, 0),
+            "frames": float(n)}
 
 
 OUTPUT_TOPICS = {names.DEPTH_IMAGE: "Image", names.DEPTH_CAMERA_INFO: "CameraInfo", names.DEPTH_RELATIVE: "Image",
@@ -143,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
               + f"{'network':>10}")
         for alignment in args.alignment:
             try:
-                frames, used = _run_one(args, alignment, depth_model, normals_model)
+                result = _run_one(args, alignment, depth_model, normals_model)
+                frames, used = result.frames, result.used
             except DepthFtError as exc:
                 print(f"bench-node: {exc}", file=sys.stderr)
                 return 2

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import numpy as np
 
-from depth_ft_ros.alignment.aligner import AlignerSettings, AlignmentReport, MetricAligner
+from depth_ft_ros.alignment.aligner import AlignmentReport, MetricAligner, aligner_settings
 from depth_ft_ros.alignment.confidence import ConfidenceSettings, cloud_keep_mask, confidence_map, depth_edges
 from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.enums import AlignmentMethod, AlignmentState, Space
@@ -88,21 +87,6 @@ class FrameResult:
     confidence: np.ndarray | None = None  # [H, W] in [0, 1], same geometry as depth_m (computed when wanted)
     cloud_kept: np.ndarray | None = None  # [H, W] bool: pixels the cloud keeps (edge filter, min confidence)
     batch_size: int = 1  # frames in the forward this one went through
-
-
-def aligner_settings(config: NodeConfig) -> AlignerSettings:
-    """The node's alignment parameters as MetricAligner settings (the one place that maps them)."""
-    return AlignerSettings(
-        method=AlignmentMethod(config.alignment),
-        min_depth_m=config.min_depth,
-        max_depth_m=config.max_depth,
-        min_points=config.min_points,
-        fit_shift=config.alignment_fit == "scale_shift",
-        smoothing_seconds=config.smoothing_seconds,
-        hold_seconds=config.hold_seconds,
-        hold=config.on_few_points == "hold",
-        local_options=MappingProxyType({"max_heldout_ratio": config.local_heldout_ratio}),
-    )
 
 
 @dataclass
@@ -267,10 +251,10 @@ class FrameProcessor:
             if want_cloud and depth_m is not None:
                 kept = cloud_keep_mask(depth_m, edges if cfg.cloud_edge_filter else None, confidence,
                                        cfg.cloud_min_confidence)
-                cloud_depth = depth_m if kept.all() else np.where(kept, depth_m, np.float32(np.nan))
-                cloud = cloud_arrays(cloud_depth, camera, rgb=rgb if cfg.cloud_rgb else None,
+                cloud = cloud_arrays(depth_m, camera, rgb=rgb if cfg.cloud_rgb else None,
                                      normals=normals if cfg.cloud_normals else None, stride=cfg.cloud_stride,
-                                     max_range_m=cfg.cloud_max_range or cfg.max_depth, rectified=rectified)
+                                     max_range_m=cfg.cloud_max_range or cfg.max_depth, rectified=rectified,
+                                     keep=kept)
             t5 = time.perf_counter()
             timings_ms["cloud"] = (t5 - t4) * 1e3
         except Exception as exc:
