@@ -46,7 +46,7 @@ setup(
     entry_points={
         "console_scripts": [
             "depth-ft-ros = depth_ft_ros.cli:main",
-            "depth_ft_node = depth_ft_ros.node.node:main",
+            "depth_ft_node = depth_ft_ros.node.entry:run_node",
         ],
     },
 )

@@ -2,7 +2,8 @@
 
 Every field is a ROS parameter of the same name (depth_ft_ros.node.params declares them from this table), so
 the names, defaults, ranges and descriptions live in one place and invalid values fail at start with a message
-that names the parameter and the allowed values.
+that names the parameter and the allowed values. A choice is held as its TextEnum member (enums.py), parsed once
+from the parameter's string; members equal their text, so code comparing with strings keeps working.
 """
 
 from __future__ import annotations
@@ -12,6 +13,19 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from depth_ft_ros.enums import (
+    AlignmentFit,
+    AlignmentMethod,
+    Device,
+    Dtype,
+    ImageTransport,
+    OnFewPoints,
+    OnnxProbe,
+    Reliability,
+    SpaceSetting,
+    SparseInput,
+    TextEnum,
+)
 from depth_ft_ros.errors import ConfigError
 
 
@@ -21,6 +35,7 @@ class Param:
 
     description: str
     choices: tuple[str, ...] = ()
+    enum: type[TextEnum] | None = None  # a choice: NodeConfig holds the member (parsed once, in __post_init__)
     min_value: float | None = None
     max_value: float | None = None
     length: int | None = None  # for float lists
@@ -32,6 +47,18 @@ class Param:
 
 def _param(default: Any, description: str, **kwargs: Any) -> Any:
     return field(default=default, metadata={"param": Param(description, **kwargs)})
+
+
+def _choice(default: TextEnum, description: str, order: tuple[str, ...] = (), **kwargs: Any) -> Any:
+    """A parameter whose values are the members of default's enum (listed in `order` in messages, if given)."""
+    return field(default=default, metadata={"param": _choice_spec(type(default), description, order, **kwargs)})
+
+
+def _choice_spec(enum: type[TextEnum], description: str, order: tuple[str, ...], **kwargs: Any) -> Param:
+    choices = order or tuple(member.value for member in enum)
+    if sorted(choices) != sorted(member.value for member in enum):
+        raise ValueError(f"{enum.__name__}: the order {choices} must list each member once")
+    return Param(description, choices=choices, enum=enum, **kwargs)
 
 
 def _list_param(default: list[float], description: str, length: int) -> Any:
@@ -64,10 +91,8 @@ class NodeConfig:
     normals_model: str = _param("", "Normals checkpoint: local diffusers folder, Hugging Face id or ONNX export "
                                 "folder; empty = none",
                                 reconfigure_only=True)
-    device: str = _param("auto", "Torch device for the models", choices=("auto", "cuda", "cpu"),
-                         reconfigure_only=True)
-    dtype: str = _param("auto", "Network precision (auto: fp16 on CUDA, fp32 on CPU)",
-                        choices=("auto", "fp16", "bf16", "fp32"), reconfigure_only=True)
+    device: Device = _choice(Device.AUTO, "Torch device for the models", reconfigure_only=True)
+    dtype: Dtype = _choice(Dtype.AUTO, "Network precision (auto: fp16 on CUDA, fp32 on CPU)", reconfigure_only=True)
     cpu_threads: int = _param(0, "CPU threads of the network (torch intra-op threads); 0 = auto: every available "
                               "core for a CPU forward, 1 with a CUDA device; set fewer to leave cores to other "
                               "processes",
@@ -76,17 +101,16 @@ class NodeConfig:
                                         min_value=0, max_value=4096, reconfigure_only=True)
     onnx_providers: str = _param("auto", "ONNX exports only: execution providers, auto (TensorRT -> CUDA -> CPU by "
                                  "availability) or a comma list of tensorrt, cuda, cpu", reconfigure_only=True)
-    onnx_probe: str = _param("refuse", "ONNX exports only: when the load-time probe differs from the export's PyTorch "
-                             "outputs beyond its tolerance, refuse to start or warn and run",
-                             choices=("refuse", "warn"), reconfigure_only=True)
-    alignment: str = _param("local", "Metric alignment with sparse points: global (robust scale/shift), local "
-                            "(global + a spatially varying correction where held-out points confirm it)",
-                            choices=("off", "global", "local"))
-    space: str = _param("auto", "Space of the relative prediction (auto: from the checkpoint)",
-                        choices=("auto", "depth", "disparity"))
-    alignment_fit: str = _param("scale_shift", "What the global fit solves for: metric = scale * relative + shift, "
-                                "or scale alone (stable with few points or a narrow depth band)",
-                                choices=("scale_shift", "scale"))
+    onnx_probe: OnnxProbe = _choice(OnnxProbe.REFUSE, "ONNX exports only: when the load-time probe differs from the "
+                                    "export's PyTorch outputs beyond its tolerance, refuse to start or warn and run",
+                                    reconfigure_only=True)
+    alignment: AlignmentMethod = _choice(AlignmentMethod.LOCAL, "Metric alignment with sparse points: global (robust "
+                                         "scale/shift), local (global + a spatially varying correction where "
+                                         "held-out points confirm it)", order=("off", "global", "local"))
+    space: SpaceSetting = _choice(SpaceSetting.AUTO, "Space of the relative prediction (auto: from the checkpoint)")
+    alignment_fit: AlignmentFit = _choice(AlignmentFit.SCALE_SHIFT, "What the global fit solves for: metric = scale "
+                                          "* relative + shift, or scale alone (stable with few points or a narrow "
+                                          "depth band)")
     local_heldout_ratio: float = _param(0.9, "alignment local: the correction is used in a frame when its held-out "
                                         "error (each sparse point predicted from its neighbours alone) is at most "
                                         "this fraction of the global fit's, in RMS and in median; larger uses it "
@@ -94,8 +118,8 @@ class NodeConfig:
     min_depth: float = _param(0.1, "Metric depths below this are invalid (NaN), m", min_value=0.0, max_value=1e4)
     max_depth: float = _param(80.0, "Metric depths above this are invalid (NaN), m", min_value=0.0, max_value=1e4)
     min_points: int = _param(10, "Fewest sparse points a fit needs", min_value=3, max_value=1_000_000)
-    on_few_points: str = _param("hold", "Without a usable fit: hold the last fit for hold_seconds, or publish "
-                                "depth/relative only", choices=("hold", "relative"))
+    on_few_points: OnFewPoints = _choice(OnFewPoints.HOLD, "Without a usable fit: hold the last fit for "
+                                         "hold_seconds, or publish depth/relative only")
     hold_seconds: float = _param(2.0, "How long the last good fit is held, s", min_value=0.0, max_value=3600.0)
     smoothing_seconds: float = _param(0.0, "Time constant of the scale/shift smoothing, s (0 = each frame's own "
                                       "fit; jumps are still held until confirmed)",
@@ -108,17 +132,17 @@ class NodeConfig:
     use_cv_bridge: bool = _param(True, "Convert images with cv_bridge where it is importable and works (robots); "
                                  "else, and for encodings it refuses, the numpy path (the pip install)",
                                  reconfigure_only=True)
-    image_transport: str = _param("raw", "Subscribe to `image` (raw) or `image/compressed`",
-                                  choices=("raw", "compressed"), reconfigure_only=True)
-    sparse_input: str = _param("points", "Metric points from `sparse_points` (PointCloud2), `sparse_depth` "
-                               "(Image) or none", choices=("points", "depth", "none"), reconfigure_only=True)
-    image_qos: str = _param("auto", "Reliability of the image subscription: auto (match the publishers: reliable "
-                            "unless one is best effort), or forced", choices=("auto", "reliable", "best_effort"),
-                            reconfigure_only=True)
-    camera_info_qos: str = _param("auto", "Reliability of the camera_info subscription (as image_qos)",
-                                  choices=("auto", "reliable", "best_effort"), reconfigure_only=True)
-    sparse_qos: str = _param("auto", "Reliability of the sparse_points / sparse_depth subscription (as image_qos)",
-                             choices=("auto", "reliable", "best_effort"), reconfigure_only=True)
+    image_transport: ImageTransport = _choice(ImageTransport.RAW, "Subscribe to `image` (raw) or `image/compressed`",
+                                              reconfigure_only=True)
+    sparse_input: SparseInput = _choice(SparseInput.POINTS, "Metric points from `sparse_points` (PointCloud2), "
+                                        "`sparse_depth` (Image) or none", reconfigure_only=True)
+    image_qos: Reliability = _choice(Reliability.AUTO, "Reliability of the image subscription: auto (match the "
+                                     "publishers: reliable unless one is best effort), or forced",
+                                     reconfigure_only=True)
+    camera_info_qos: Reliability = _choice(Reliability.AUTO, "Reliability of the camera_info subscription (as "
+                                           "image_qos)", reconfigure_only=True)
+    sparse_qos: Reliability = _choice(Reliability.AUTO, "Reliability of the sparse_points / sparse_depth "
+                                      "subscription (as image_qos)", reconfigure_only=True)
     input_timeout: float = _param(5.0, "/diagnostics turns WARN when no image arrived for this long while active, s "
                                   "(0 = never)", min_value=0.0, max_value=3600.0)
     sync_tolerance: float = _param(0.06, "Largest stamp difference paired with an image, s",
@@ -160,6 +184,15 @@ class NodeConfig:
                                      "bad input, s (0 = no check)", min_value=0.0, max_value=1e6)
     diagnostics_period: float = _param(1.0, "Seconds between /diagnostics messages", min_value=0.05,
                                        max_value=60.0)
+
+    def __post_init__(self) -> None:
+        """Choices as their enum members, parsed once from the parameter strings; a value that is not one stays as
+        given, for validate() to refuse naming the parameter and the allowed values."""
+        for f in fields(self):
+            enum = f.metadata["param"].enum
+            value = getattr(self, f.name)
+            if enum is not None and not isinstance(value, enum) and value in f.metadata["param"].choices:
+                setattr(self, f.name, enum(value))
 
     def validate(self) -> NodeConfig:
         """Check every field against its table entry and the cross-field rules; return self."""

@@ -5,6 +5,7 @@ counters, two independent views of the same flood."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -14,21 +15,25 @@ import pytest
 
 from depth_ft_ros.bench.overload import _drops, _run_client, _stop_node
 
-# A stand-in for a node serving two cameras with one model: each image is "processed" for 80 ms on the one
-# executor thread, then its bytes go back out as that camera's depth/image (same header).
-FAKE_TWO_CAMERA_NODE = textwrap.dedent("""
+# A stand-in for a node serving two cameras with one model: each image is "processed" for 80 ms of CPU time on the
+# one executor thread (a busy loop on the process clock: at least 80 ms of wall and CPU time each), then its bytes
+# go back out as that camera's depth/image (same header).
+WORK_CPU_S = 0.08
+FAKE_TWO_CAMERA_NODE = textwrap.dedent(f"""
     import time, rclpy
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import CameraInfo, Image
     rclpy.init()
     node = rclpy.create_node("fake_depth_node")
     for camera in ("front", "left"):
-        pub = node.create_publisher(Image, f"{camera}/depth/image", QoSProfile(depth=5))
+        pub = node.create_publisher(Image, f"{{camera}}/depth/image", QoSProfile(depth=5))
         def work(data, pub=pub):
-            time.sleep(0.08)
+            start = time.process_time()
+            while time.process_time() - start < {WORK_CPU_S}:
+                pass
             pub.publish(data)
-        node.create_subscription(Image, f"{camera}/image", work, QoSProfile(depth=1), raw=True)
-        node.create_subscription(CameraInfo, f"{camera}/camera_info", lambda data: None, 10, raw=True)
+        node.create_subscription(Image, f"{{camera}}/image", work, QoSProfile(depth=1), raw=True)
+        node.create_subscription(CameraInfo, f"{{camera}}/camera_info", lambda data: None, 10, raw=True)
     rclpy.spin(node)
 """)
 
@@ -78,4 +83,7 @@ def test_client_floods_every_camera_and_times_each_cameras_outputs() -> None:
         assert len(camera["relaxed_intervals_s"]) == 3
         assert 0 < camera["flood_outputs"] < result["flood_sent"]  # one model cannot keep up with 4x
         assert min(camera["flood_latency_s"]) >= 0.08
-    assert result["node_cpu_flood_s"] >= 0.0
+    # The node's CPU time over the flood, read by the client from /proc, against the work the outputs prove: each
+    # took WORK_CPU_S of CPU (one may have started before the flood); and no more than its cores could give.
+    outputs = sum(camera["flood_outputs"] for camera in result["cameras"].values())
+    assert WORK_CPU_S * (outputs - 1) <= result["node_cpu_flood_s"] <= result["flood_seconds"] * os.cpu_count() + 0.1

@@ -47,3 +47,22 @@ def test_params_yaml_lists_every_parameter_with_a_valid_value() -> None:
     config = NodeConfig(**params).validate()
     for f in fields(NodeConfig):  # types match the declared ones: ROS parameters are typed
         assert type(getattr(config, f.name)) is type(getattr(NodeConfig(), f.name)), f.name
+
+
+def test_choices_are_enum_members_parsed_from_the_parameter_strings() -> None:
+    from dataclasses import replace
+
+    from depth_ft_ros.enums import AlignmentMethod, Reliability, SparseInput, TextEnum
+
+    config = NodeConfig(depth_model="x", alignment="global", sparse_input="none", image_qos="best_effort").validate()
+    assert config.alignment is AlignmentMethod.GLOBAL and config.sparse_input is SparseInput.NONE
+    assert config.image_qos is Reliability.BEST_EFFORT
+    assert config.alignment == "global" and {"global": 1}[config.alignment] == 1  # still its text for callers
+    assert replace(config, alignment="off").alignment is AlignmentMethod.OFF  # a change is parsed too
+    # Every choice field holds a member of its enum, and every member is an allowed value (the table is the enum).
+    for f in fields(NodeConfig):
+        spec = f.metadata["param"]
+        if spec.choices:
+            value = getattr(NodeConfig(), f.name)
+            assert isinstance(value, TextEnum) and spec.enum is type(value), f.name
+            assert sorted(spec.choices) == sorted(m.value for m in spec.enum), f.name

@@ -8,7 +8,8 @@ pytest.importorskip("diagnostic_msgs.msg", reason="diagnostic_msgs not importabl
 
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from depth_ft_ros.frame.stats import NodeStats
+from depth_ft_ros.enums import AlignmentState, BadInput, DropReason
+from depth_ft_ros.frame.stats import Health, HealthInputs, NodeStats, assess_health
 from depth_ft_ros.node.diagnostics import build_diagnostics
 
 pytestmark = pytest.mark.ros
@@ -56,3 +57,57 @@ def test_dropped_sparse_points_per_frame_and_in_total() -> None:
     assert values["sparse_points.last_frame.non_finite"] == "0"
     assert values["sparse_points.dropped.non_finite"] == "30"
     assert values["sparse_points.dropped.behind_camera"] == "15"
+
+
+def test_level_follows_the_typed_alignment_state_not_the_text_of_a_value() -> None:
+    stats = NodeStats(recent_window_s=10.0)
+    # A value that reads "held" is only shown: the level comes from what the frames reported.
+    assert status_at(stats, 100.0, {"alignment.state": "held"}).level == DiagnosticStatus.OK
+    stats.aligned(AlignmentState.HELD, "too few points: 3 usable, need 10")
+    status = status_at(stats, 100.0)
+    assert status.level == DiagnosticStatus.WARN
+    assert status.message == "alignment held: too few points: 3 usable, need 10"
+    stats.aligned("relative-only")  # a string naming a state is that state
+    assert status_at(stats, 100.0).level == DiagnosticStatus.WARN
+    stats.aligned(AlignmentState.FITTED)
+    status = status_at(stats, 100.0)
+    assert status.level == DiagnosticStatus.OK
+    values = {kv.key: kv.value for kv in status.values}
+    assert (values["alignment_frames.held"], values["alignment_frames.relative-only"],
+            values["alignment_frames.fitted"]) == ("1", "1", "1")
+    with pytest.raises(ValueError):
+        stats.aligned("almost")
+
+
+def test_drop_and_bad_input_reasons_are_enum_members_and_still_their_text() -> None:
+    stats = NodeStats()
+    stats.drop("superseded")
+    stats.drop(DropReason.SUPERSEDED, 2)
+    stats.warn("no_camera_info", "no camera_info within 0.06 s")
+    stats.warn(BadInput.NO_CAMERA_INFO, "no camera_info within 0.06 s")
+    assert stats.dropped == {DropReason.SUPERSEDED: 3} and stats.dropped["superseded"] == 3
+    assert all(type(k) is DropReason for k in stats.dropped) and all(type(k) is BadInput for k in stats.warnings)
+    assert stats.warnings[BadInput.NO_CAMERA_INFO] == 2
+    values = stats.snapshot()
+    assert values["dropped.superseded"] == "3" and values["bad_input.no_camera_info"] == "2"
+
+
+def test_health_rules() -> None:
+    # One place, first match wins: failed loading, then not configured, internal errors, conditions, bad input,
+    # alignment; each rule checked against the next one down.
+    stats = NodeStats(recent_window_s=10.0)
+    stats.aligned(AlignmentState.HELD)
+    stats.warn("bad_image", "image refused", now_s=100.0)
+    stats.internal_error("RuntimeError('x')", now_s=100.0)
+    cases = [
+        (HealthInputs(configured=False, configure_error="no such model"), Health.ERROR, "models failed to load"),
+        (HealthInputs(configured=False), Health.WARN, "not configured"),
+        (HealthInputs(configured=True, conditions=("no image on image for 6.0 s",)), Health.ERROR, "internal errors"),
+    ]
+    for inputs, level, text in cases:
+        got, message = assess_health(stats, inputs, now_s=100.0)
+        assert got == level and text in message, (inputs, got, message)
+    # 11 s later the internal error and the bad input are out of the window: the condition, then the alignment.
+    assert assess_health(stats, HealthInputs(True, conditions=("silent",)), now_s=111.0)[0] == Health.WARN
+    assert assess_health(stats, HealthInputs(True), now_s=111.0) == (Health.WARN, "alignment held")
+    assert assess_health(stats, HealthInputs(True), now_s=105.0)[1].startswith("1 internal errors")

@@ -52,7 +52,7 @@ def perfect_pipeline(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untype
     predictor = cached_predictor("e2e-ft-depth", processing_resolution=0)
     gt = raw_plane_depth()
     relative = (gt - gt.min()) / (gt.max() - gt.min())
-    monkeypatch.setattr(predictor, "predict_batch", lambda frames, encoded=None: [
+    monkeypatch.setattr(predictor, "predict_group", lambda frames, encoded=None: [
         Prediction(depth=relative.copy(), space="depth") for _ in frames])
 
     def make(**overrides: object) -> FrameProcessor:

@@ -16,11 +16,12 @@ import time
 
 import numpy as np
 
+from depth_ft_ros.bench.harness import OUTSIDE_NETWORK
+from depth_ft_ros.enums import Device
 from depth_ft_ros.errors import DepthFtError
 from depth_ft_ros.node.middleware import PUBLICATION_MODE_VAR
 
 MODES = {"batched": {"max_batch": 0, "batch_window": 50.0}, "sequential": {"max_batch": 1, "batch_window": 0.0}}
-OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "confidence", "rectify", "cloud", "publish")
 
 
 def run_mode(args: argparse.Namespace, n_cameras: int, mode: str, depth_model: str,
@@ -93,7 +94,7 @@ def forward_table(args: argparse.Namespace, depth_model: str, normals_model: str
     from depth_ft_ros.model.networks import Models
 
     rgb, _, _ = scene(args.width, args.height, args.lidar_lines)
-    config = NodeConfig(depth_model=depth_model, normals_model=normals_model, device="cpu",
+    config = NodeConfig(depth_model=depth_model, normals_model=normals_model, device=Device.CPU,
                         processing_resolution=args.processing_resolution or 0).validate()
     models = Models.load(config)
     try:

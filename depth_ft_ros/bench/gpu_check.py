@@ -357,12 +357,13 @@ def part_models(ctx: Context) -> list[Row]:
     """Depth + normals on one shared encoder, and 1-4 cameras batched vs one at a time (Models.predict)."""
     from depth_ft_ros.bench.predictor import bench_frame
     from depth_ft_ros.config import NodeConfig
+    from depth_ft_ros.enums import Device
     from depth_ft_ros.model.networks import Models
 
     depth = _checkpoint(ctx, "e2e-ft-depth")
     normals = _checkpoint(ctx, "e2e-ft-normals")
     resolution = REAL_RESOLUTIONS[0] if ctx.cuda else SMOKE_RESOLUTION
-    config = NodeConfig(depth_model=str(depth), normals_model=str(normals), device=_device(ctx),
+    config = NodeConfig(depth_model=str(depth), normals_model=str(normals), device=Device(_device(ctx)),
                         processing_resolution=resolution).validate()
     rgb = bench_frame(640, 480)
     rows = []

@@ -11,6 +11,9 @@ from typing import Any
 
 from depth_ft_ros.errors import DepthFtError
 
+# The node's stages outside the network forward, as its per-frame timings name them (waits for pairing excluded).
+OUTSIDE_NETWORK = ("convert_image", "convert_points", "sparse", "align", "confidence", "rectify", "cloud", "publish")
+
 
 @contextlib.contextmanager
 def running_node(params: dict[str, Any], probe_name: str) -> Iterator[tuple[Any, Any]]:

@@ -22,11 +22,10 @@ import numpy as np
 
 from depth_ft_ros.bench import overload as bench_overload
 from depth_ft_ros.bench import scene as bench_scene
+from depth_ft_ros.bench.harness import OUTSIDE_NETWORK
 from depth_ft_ros.errors import DepthFtError
 from depth_ft_ros.msgs import names
 from depth_ft_ros.node.middleware import NODE_PUBLICATION_MODE, PUBLICATION_MODE_VAR, PUBLICATION_MODES
-
-OUTSIDE_NETWORK = ("convert_image", "convert_points", "align", "confidence", "rectify", "cloud", "publish")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

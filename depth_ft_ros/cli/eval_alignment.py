@@ -58,7 +58,7 @@ class Sparse:
 def node_aligner(method: AlignmentMethod | str, **changes: Any) -> MetricAligner:
     """A MetricAligner with the node's default parameters (alignment=method), changed by `changes` (fields of
     AlignerSettings); a fresh one per frame, so each table cell is a first frame."""
-    settings = aligner_settings(NodeConfig(alignment=str(method)))
+    settings = aligner_settings(NodeConfig(alignment=AlignmentMethod(method)))
     return MetricAligner(dataclasses.replace(settings, **changes))
 
 

@@ -37,6 +37,7 @@ from scipy import ndimage
 from depth_ft_ros.alignment.aligner import MetricAligner
 from depth_ft_ros.alignment.confidence import ConfidenceSettings, cloud_keep_mask, confidence_map, depth_edges
 from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.enums import AlignmentMethod
 from depth_ft_ros.errors import InputError
 from depth_ft_ros.evaluation import lidar_sim
 from depth_ft_ros.evaluation.middlebury import load_motorcycle
@@ -125,7 +126,8 @@ def make_case(gt_m: np.ndarray, camera: PinholeCamera, n_lines: int, method: str
 
 def _node_aligned(prediction: np.ndarray, uv: np.ndarray, z_m: np.ndarray, method: str) -> np.ndarray:
     """One frame through a fresh MetricAligner with the node's parameters (alignment=method)."""
-    out = MetricAligner(aligner_settings(NodeConfig(alignment=method))).align(prediction, "depth", uv, z_m)
+    settings = aligner_settings(NodeConfig(alignment=AlignmentMethod(method)))
+    out = MetricAligner(settings).align(prediction, "depth", uv, z_m)
     if out.depth_m is None:
         raise InputError(f"alignment refused: {out.report.reason}")
     return out.depth_m

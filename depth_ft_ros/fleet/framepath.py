@@ -22,6 +22,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.enums import SparseInput
 from depth_ft_ros.errors import InputError
 from depth_ft_ros.fleet.settings import FleetSettings
 from depth_ft_ros.frame.failure import FrameFailure
@@ -96,7 +97,7 @@ def plan_bag(bag: BagReader, settings: FleetSettings) -> BagPlan:
         raise BagError(f"cameras {cameras} do not each have an image topic of their own: "
                        f"{ {p.name: p.topics.image for p in plans} }")
     if all(p.topics.sparse_points is None for p in plans):
-        config = dataclasses.replace(config, sparse_input="none")
+        config = dataclasses.replace(config, sparse_input=SparseInput.NONE)
     return BagPlan(tuple(plans), config)
 
 

@@ -1,12 +1,29 @@
-"""Counters and rolling timings for the node's diagnostics: nothing is dropped without being counted."""
+"""Counters and rolling timings for the node's diagnostics: nothing is dropped without being counted; and the
+health of a camera computed from them (the one place of the OK / WARN / ERROR rules).
+
+Health, first match wins (assess_health; node/diagnostics.py turns it into the DiagnosticStatus level):
+- ERROR: the models failed to load (configure failed); or internal errors (NodeStats.internal_error: a bug or a
+  broken environment, not the input's fault) within the last recent_window_s (ERROR while they repeat, OK again one
+  window after the last).
+- WARN: not configured (no model loaded); an active condition (incompatible QoS on an input, no image for
+  input_timeout s); bad input (NodeStats.warn) within the window; the last frame's alignment HELD or RELATIVE_ONLY
+  (NodeStats.aligned; alignment off gives OFF, which is what was asked for).
+- OK: frames flow. Expected losses (frames superseded under load, LiDAR points outside the image) are counted and
+  shown, and do not change the level.
+Levels come from counters and typed states, never from the text of a message.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter, deque
+from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
+
+from depth_ft_ros.enums import AlignmentState, BadInput, DropReason, TextEnum
 
 
 class RateMeter:
@@ -50,8 +67,9 @@ class NodeStats:
         self.recent_window_s = recent_window_s
         self.frames_in = 0
         self.frames_out = 0
-        self.dropped: Counter[str] = Counter()  # frame drop reason -> count
-        self.warnings: Counter[str] = Counter()  # bad-input kind -> count
+        # Keys are DropReason / BadInput members (a string that names one becomes it; others are kept as given).
+        self.dropped: Counter[DropReason | str] = Counter()  # frame drop reason -> count
+        self.warnings: Counter[BadInput | str] = Counter()  # bad-input kind -> count
         self.last_warning = ""
         self.internal_errors = 0
         self.last_internal_error = ""
@@ -59,6 +77,9 @@ class NodeStats:
         self._internal_error_s: deque[float] = deque(maxlen=window)
         self.points_dropped: Counter[str] = Counter()  # sparse point drop reason -> points, all frames
         self.last_frame_points: dict[str, int] = {}  # the last aligned frame: input, used and each drop reason
+        self.alignment_states: Counter[AlignmentState] = Counter()  # frames by alignment outcome
+        self.last_alignment_state: AlignmentState | None = None
+        self.last_alignment_reason = ""
         self.in_rate = RateMeter()
         self.out_rate = RateMeter()
         self._latency_ms: deque[float] = deque(maxlen=window)
@@ -74,14 +95,14 @@ class NodeStats:
             self.in_rate.tick(arrival_s)
             self.recent_arrivals_s.append(arrival_s)
 
-    def drop(self, reason: str, count: int = 1) -> None:
+    def drop(self, reason: DropReason | str, count: int = 1) -> None:
         with self._lock:
-            self.dropped[reason] += count
+            self.dropped[_member(DropReason, reason)] += count
 
-    def warn(self, kind: str, message: str, now_s: float | None = None) -> None:
+    def warn(self, kind: BadInput | str, message: str, now_s: float | None = None) -> None:
         """One bad input of `kind` (named in the message)."""
         with self._lock:
-            self.warnings[kind] += 1
+            self.warnings[_member(BadInput, kind)] += 1
             self.last_warning = message
             self._bad_input_s.append(time.monotonic() if now_s is None else now_s)
 
@@ -96,6 +117,13 @@ class NodeStats:
         with self._lock:
             self.points_dropped.update({k: v for k, v in dropped.items() if v})
             self.last_frame_points = {"input": n_input, "used": n_used, **dropped}
+
+    def aligned(self, state: AlignmentState | str, reason: str = "") -> None:
+        """One published frame's alignment outcome (and why, for the status message)."""
+        member = AlignmentState(state)
+        with self._lock:
+            self.alignment_states[member] += 1
+            self.last_alignment_state, self.last_alignment_reason = member, reason
 
     def recent(self, now_s: float | None = None) -> tuple[int, int]:
         """(bad inputs, internal errors) within the last recent_window_s."""
@@ -137,6 +165,7 @@ class NodeStats:
             values.update({f"bad_input.{k}": str(v) for k, v in sorted(self.warnings.items())})
             values.update({f"sparse_points.dropped.{k}": str(v) for k, v in sorted(self.points_dropped.items())})
             values.update({f"sparse_points.last_frame.{k}": str(v) for k, v in self.last_frame_points.items()})
+            values.update({f"alignment_frames.{k}": str(v) for k, v in sorted(self.alignment_states.items())})
             if self.last_warning:
                 values["last_warning"] = self.last_warning
             if self.last_internal_error:
@@ -148,6 +177,52 @@ class NodeStats:
             for stage, median_ms in stage_medians_ms(self.recent_stages_ms).items():
                 values[f"time_ms.{stage}"] = f"{median_ms:.2f}"
             return values
+
+
+class Health(IntEnum):
+    """A camera's health; the values are diagnostic_msgs/DiagnosticStatus levels."""
+
+    OK = 0
+    WARN = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True)
+class HealthInputs:
+    """What assess_health reads besides the counters: the node's state and its active conditions."""
+
+    configured: bool
+    configure_error: str = ""  # why the last configure failed (models not loaded)
+    conditions: tuple[str, ...] = ()  # active now: incompatible QoS, input timeout
+
+
+def assess_health(stats: NodeStats, node: HealthInputs, now_s: float | None = None) -> tuple[Health, str]:
+    """(level, message) by the rules in the module docstring."""
+    bad_recent, errors_recent = stats.recent(now_s)
+    window = f"{stats.recent_window_s:g}"
+    if node.configure_error:
+        return Health.ERROR, f"models failed to load: {node.configure_error}"
+    if not node.configured:
+        return Health.WARN, "not configured (no model loaded)"
+    if errors_recent > 0:
+        last = stats.last_internal_error
+        return Health.ERROR, f"{errors_recent} internal errors in the last {window} s; last: {last}"
+    if node.conditions:
+        return Health.WARN, "; ".join(node.conditions)
+    if bad_recent > 0:
+        return Health.WARN, f"{bad_recent} bad inputs in the last {window} s; last: {stats.last_warning}"
+    state = stats.last_alignment_state
+    if state in (AlignmentState.HELD, AlignmentState.RELATIVE_ONLY):
+        return Health.WARN, f"alignment {state}: {stats.last_alignment_reason}".rstrip(": ")
+    return Health.OK, "running"
+
+
+def _member(enum: type[TextEnum], value: TextEnum | str) -> TextEnum | str:
+    """The enum member named by `value`, or `value` itself when it names none (still counted)."""
+    try:
+        return enum(value)
+    except ValueError:
+        return value
 
 
 def stage_medians_ms(frames: list[dict[str, float]] | deque[dict[str, float]]) -> dict[str, float]:

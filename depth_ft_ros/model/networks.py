@@ -2,10 +2,18 @@
 
 `predict` runs the frames of several cameras: frames with one processing size (the size the network sees them
 at: cameras of one resolution, or e.g. 640x480 and 1280x960 at processing_resolution 768) that want the same
-outputs go through each network as one batch (at most max_batch frames per forward), and when both predictors
-share a VAE the frames are encoded once for both. A batch that fails is run again frame by frame, so a frame the
-network refuses (e.g. a size an ONNX export was not made for) fails alone and the other cameras' frames still
-come out.
+outputs are grouped here, once, and each group goes through each network as one forward
+(DepthFtPredictor.predict_group; at most max_batch frames per forward). A batch that fails is run again frame by
+frame, so a frame the network refuses (e.g. a size an ONNX export was not made for) fails alone and the other
+cameras' frames still come out.
+
+What the two predictors share (describe() and /diagnostics say it):
+- shared_vae: one AutoencoderKL object in memory. The depth and normals checkpoints of E2E-FT and Lotus are
+  published as separate folders that carry the same VAE; when their VAE configs and weight files are equal by
+  content (vae_key, model/families/checkpoint.py component_identity) the normals predictor is loaded over the
+  depth predictor's VAE instead of a second copy.
+- shared_encoder: each frame is encoded once and the latent serves both networks (equal vae_key). With PyTorch
+  it goes with shared_vae; two ONNX exports of one VAE share the encoding but run their own encoder sessions.
 """
 
 from __future__ import annotations
@@ -34,14 +42,18 @@ class Predicted:
 
 
 class Models:
-    """The loaded predictors; shared_encoder: both use one VAE (E2E-FT and Lotus publish one checkpoint per task)."""
+    """The loaded predictors, and what they share (see the module docstring)."""
 
     def __init__(self, depth: DepthFtPredictor | None, normals: DepthFtPredictor | None) -> None:
         if depth is None and normals is None:
             raise ConfigError("parameters depth_model and normals_model are both empty: set at least one")
         self.depth = depth
         self.normals = normals
+        # One latent for both networks: the same VAE by content (and, for ONNX, the same size and dtype).
         self.shared_encoder = depth is not None and normals is not None and depth.vae_key == normals.vae_key
+        # One VAE object in memory (Models.load shares it; None for ONNX Runtime predictors).
+        self.shared_vae = (depth is not None and normals is not None and depth.vae is not None
+                           and depth.vae is normals.vae)
         self._parameter_bytes: int | None = None
         self.threads = ""  # the CPU thread budget the models were loaded with (Models.load)
 
@@ -60,11 +72,11 @@ class Models:
                 model = getattr(config, name)
                 if not model:
                     continue
-                try:
+                try:  # the normals checkpoint reuses the depth checkpoint's VAE when it is the same network
                     predictor = DepthFtPredictor.from_pretrained(
-                        model, device=config.device, dtype=config.dtype,
-                        processing_resolution=config.processing_resolution,
-                        onnx_providers=config.onnx_providers, onnx_probe=config.onnx_probe)
+                        model, device=str(config.device), dtype=str(config.dtype),
+                        processing_resolution=config.processing_resolution, share_vae_with=loaded.get("depth"),
+                        onnx_providers=config.onnx_providers, onnx_probe=str(config.onnx_probe))
                 except ModelLoadError as exc:  # name the parameter: both models may be local folders
                     raise ModelLoadError(f"parameter {name}: {exc}") from exc
                 loaded[task] = predictor
@@ -92,13 +104,15 @@ class Models:
             "family": ", ".join(p.family for p in models),
             "device": str(models[0].device),
             "dtype": str(models[0].dtype).replace("torch.", ""),
+            "shared_vae": str(self.shared_vae).lower(),
             "shared_encoder": str(self.shared_encoder).lower(),
             "parameters_mib": f"{self.parameter_bytes() / 2**20:.1f}",
             **({"cpu_threads": self.threads} if self.threads else {}),
         }
 
     def parameter_bytes(self) -> int:
-        """Bytes of network parameters held (each shared module counted once; 0 for ONNX Runtime sessions)."""
+        """Bytes of network parameters held: each module object counted once (a shared VAE once); 0 for ONNX
+        Runtime sessions."""
         if self._parameter_bytes is not None:
             return self._parameter_bytes
         seen: set[int] = set()
@@ -153,17 +167,17 @@ class Models:
         return results
 
     def _forward(self, frames: list[np.ndarray], want_normals: bool) -> list[Predicted]:
-        """Frames of one processing size through the networks as one batch."""
+        """Frames of one processing size (grouped by predict) through the networks as one batch."""
         out = [Predicted(batch_size=len(frames)) for _ in frames]
         encoded: EncodedFrame | None = None
         if self.depth is not None:
             if self.shared_encoder and want_normals:
                 encoded = self.depth.encode_batch(frames)
-            for item, prediction in zip(out, self.depth.predict_batch(frames, encoded=encoded), strict=True):
+            for item, prediction in zip(out, self.depth.predict_group(frames, encoded=encoded), strict=True):
                 item.relative = prediction.relative
                 item.timings_ms.update({f"depth.{k}": v for k, v in prediction.timings_ms.items()})
         if self.normals is not None and want_normals:
-            for item, prediction in zip(out, self.normals.predict_batch(frames, encoded=encoded), strict=True):
+            for item, prediction in zip(out, self.normals.predict_group(frames, encoded=encoded), strict=True):
                 item.normals = prediction.normals
                 item.timings_ms.update({f"normals.{k}": v for k, v in prediction.timings_ms.items()})
         return out

@@ -160,6 +160,7 @@ class DepthFtPredictor:
         self.stages = stages
         self.runtime = stages.runtime  # "torch" | "onnxruntime"
         self.fixed_hw = fixed_hw  # the padded network input size an ONNX export was made for
+        self.speed_options: tuple[bool, str, bool] | None = None  # (channels_last, attention, compile), torch
         self._closed = False
 
     @classmethod
@@ -169,12 +170,17 @@ class DepthFtPredictor:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",
         processing_resolution: int = 768,
+        *,
+        share_vae_with: DepthFtPredictor | None = None,
         **options: Any,
     ) -> DepthFtPredictor:
         """Load a diffusers-layout folder or a Hub id (from the HF cache; see `depth-ft-ros fetch-model`).
 
-        Options: see PredictorOptions. Raises ConfigError for bad settings, ModelLoadError for a
-        checkpoint that cannot be found, read or recognised.
+        Options: see PredictorOptions. share_vae_with: a loaded predictor whose VAE this one uses instead of
+        loading its own when the two are the same network (equal vae_key: config and weights by content) on
+        the same device, dtype and speed options; otherwise this one loads its own (uses_vae_of tells).
+        Raises ConfigError for bad settings, ModelLoadError for a checkpoint that cannot be found, read or
+        recognised.
         """
         opts = PredictorOptions.from_kwargs(options)
         if is_export_dir(model):
@@ -198,53 +204,61 @@ class DepthFtPredictor:
             hints=name_hints(resolved.hub_id, model_dir),
         )
         vae_config = ckpt.read_json(model_dir, "vae/config.json")
-        vae_weights = ckpt.find_weights(model_dir, "vae")
+        vae_key = ckpt.component_identity(model_dir, "vae")
         ckpt.find_weights(model_dir, "unet")
         if opts.family:
             spec = get_family(opts.family)
             check_family_fits(spec, configs.unet)
         else:
             spec = detect_family(configs)
+        # Resolved here, once, before any weights load: the runner is built from these values.
         steps = resolve_steps(spec, opts.num_inference_steps, configs.model_index)
-        resolve_noise(spec, opts.noise)  # fail before loading weights
+        noise = resolve_noise(spec, opts.noise)
         frame = default_normals_frame(spec, configs.hints)
         if opts.normals_frame is not None:
             frame = get_normals_frame(opts.normals_frame)
         pad_multiple = _pad_multiple(vae_config, opts.pad_multiple)
 
         text_embedding = ckpt.empty_text_embedding(model_dir)
+        speed = (opts.channels_last, opts.attention, opts.compile)
         unet = ckpt.load_component(model_dir, "unet", resolved_dtype).to(resolved_device)
-        vae = ckpt.load_component(model_dir, "vae", resolved_dtype).to(resolved_device)
+        vae = _shared_vae(share_vae_with, vae_key, resolved_device, resolved_dtype, speed)
+        vae_is_shared = vae is not None
+        if vae is None:
+            vae = ckpt.load_component(model_dir, "vae", resolved_dtype).to(resolved_device)
         runner = make_runner(
-            spec, unet, configs.scheduler, configs.model_index,
-            num_inference_steps=opts.num_inference_steps, noise=opts.noise, seed=opts.seed,
-            e2e_ft_readout=trained_with_e2e_ft_code(spec, configs.hints),
+            spec, unet, configs.scheduler, configs.model_index, num_inference_steps=steps, noise=noise,
+            seed=opts.seed, e2e_ft_readout=trained_with_e2e_ft_code(spec, configs.hints),
         )
-        assert vae_weights is not None
         predictor = cls(
             runner=runner, vae=vae, text_embedding=text_embedding, spec=spec, normals_frame=frame,
-            model_dir=model_dir, model_id=resolved.model_id, vae_key=ckpt.file_identity(vae_weights.path),
+            model_dir=model_dir, model_id=resolved.model_id, vae_key=vae_key,
             device=resolved_device, dtype=resolved_dtype, processing_resolution=processing_resolution,
             pad_multiple=pad_multiple, match_input_resolution=opts.match_input_resolution,
             num_inference_steps=steps,
         )
-        predictor._speed_up(channels_last=opts.channels_last, attention=opts.attention, compile=opts.compile)
+        predictor._speed_up(speed, vae_ready=vae_is_shared)
         return predictor
 
-    def _speed_up(self, *, channels_last: bool, attention: str, compile: bool) -> None:
+    def _speed_up(self, speed: tuple[bool, str, bool], *, vae_ready: bool) -> None:
+        """speed: (channels_last, attention, compile); vae_ready: the VAE is another predictor's, already set up
+        with the same speed options (model/networks.py shares it)."""
         from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
+        channels_last, attention, compile = speed
         processor = AttnProcessor2_0 if attention == "sdpa" else AttnProcessor
         assert self.vae is not None  # the torch runtime
-        for module in (self.runner.unet, self.vae):
+        for module in (self.runner.unet,) if vae_ready else (self.runner.unet, self.vae):
             module.set_attn_processor(processor())
             if channels_last:
                 module.to(memory_format=torch.channels_last)
         self.channels_last = channels_last
+        self.speed_options = speed
         if compile:
             self.runner.unet.compile()
-            self.vae.encoder.compile()
-            self.vae.decoder.compile()
+            if not vae_ready:
+                self.vae.encoder.compile()
+                self.vae.decoder.compile()
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -254,20 +268,27 @@ class DepthFtPredictor:
         return self._run([check_frame(rgb)], encoded)[0]
 
     def predict_batch(self, frames: Sequence[np.ndarray], encoded: EncodedFrame | None = None) -> list[Prediction]:
-        """Several frames; frames with one processing size (e.g. 640x480 and 1280x960 at 768) go through the
-        network as one batch, each read out at its own size. `encoded` (from `encode_batch` of the same frames,
-        by a predictor with the same VAE) skips preprocessing and encoding."""
+        """Several frames, in order; frames with one processing size (e.g. 640x480 and 1280x960 at 768) go
+        through the network as one batch (predict_group), each read out at its own size. `encoded` (from
+        `encode_batch` of the same frames, by a predictor with the same VAE) skips preprocessing and encoding."""
         checked = [check_frame(frame) for frame in frames]
         if encoded is not None:
-            return self._run(checked, encoded)
+            return self.predict_group(checked, encoded)
         groups: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(checked):
             groups.setdefault(self.processing_size(frame), []).append(index)
         results: list[Prediction | None] = [None] * len(checked)
         for indices in groups.values():
-            for index, prediction in zip(indices, self._run([checked[i] for i in indices], None), strict=True):
+            for index, prediction in zip(indices, self.predict_group([checked[i] for i in indices]), strict=True):
                 results[index] = prediction
         return [r for r in results if r is not None]
+
+    def predict_group(self, frames: Sequence[np.ndarray], encoded: EncodedFrame | None = None) -> list[Prediction]:
+        """Frames already grouped by processing size (Models.predict groups them once for every network) as one
+        forward; InputError when their processing sizes differ. `encoded`: as in predict_batch."""
+        if not frames:
+            return []
+        return self._run([check_frame(frame) for frame in frames], encoded)
 
     def processing_size(self, rgb: np.ndarray) -> tuple[int, int]:
         """(h, w) the network sees a frame at, before padding: frames with equal ones can share a batch."""
@@ -285,7 +306,7 @@ class DepthFtPredictor:
         timer = StageTimer(self.device)
         image, geometries = self._preprocess(checked)
         timer.lap("preprocess")
-        latent = self._encode(image)
+        latent = self.stages.encode(image)
         timer.lap("encode")
         times = timer.done(1)  # the whole batch's times: the predictor that adopts it splits them per frame
         return EncodedFrame(
@@ -329,7 +350,7 @@ class DepthFtPredictor:
         if encoded is None:
             image, geometries = self._preprocess(frames)
             timer.lap("preprocess")
-            latent = self._encode(image)
+            latent = self.stages.encode(image)
             timer.lap("encode")
         else:
             latent, geometries = self._adopt(encoded, frames)
@@ -369,9 +390,6 @@ class DepthFtPredictor:
         # convolution kernels (and their rounding) depend on it.
         image = image.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         return image, [FrameGeometry((f.shape[0], f.shape[1]), new_hw, (pad_h, pad_w)) for f in frames]
-
-    def _encode(self, image: torch.Tensor) -> torch.Tensor:
-        return self.stages.encode(image)
 
     def _adopt(self, encoded: EncodedFrame, frames: list[np.ndarray]) -> tuple[torch.Tensor, list[FrameGeometry]]:
         geometry = encoded.geometries[0]  # the processing size and padding are the batch's
@@ -418,6 +436,16 @@ class DepthFtPredictor:
         else:
             prediction.depth = array
         return prediction
+
+
+def _shared_vae(other: DepthFtPredictor | None, vae_key: str, device: torch.device, dtype: torch.dtype,
+                speed: tuple[bool, str, bool]) -> AutoencoderKL | None:
+    """`other`'s VAE when it is this checkpoint's VAE (same content key) set up the same way, else None."""
+    if other is None or other.runtime != "torch" or getattr(other, "vae", None) is None:  # None or closed
+        return None
+    if (other.vae_key, other.device, other.dtype, other.speed_options) != (vae_key, device, dtype, speed):
+        return None
+    return other.vae
 
 
 def _pad_multiple(vae_config: dict[str, Any], requested: int | None) -> int:

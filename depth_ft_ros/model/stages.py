@@ -22,9 +22,6 @@ if TYPE_CHECKING:
 
     from depth_ft_ros.model.families import FamilyRunner
 
-STAGE_NAMES = ("encode", "unet", "decode")
-
-
 class StageExecutor(Protocol):
     """Runs the networks of one predictor; inputs and outputs are torch tensors on the predictor's device."""
 
@@ -64,4 +61,4 @@ class TorchStages:
         return self.runner.finish_decoded(decoded.float())
 
 
-__all__ = ["STAGE_NAMES", "StageExecutor", "TorchStages"]
+__all__ = ["StageExecutor", "TorchStages"]

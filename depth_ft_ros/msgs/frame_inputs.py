@@ -233,8 +233,11 @@ class CameraInputs:
         return waited_s
 
     def count_dropped_points(self, cfg: NodeConfig, result: FrameResult) -> None:
-        """Count this frame's dropped sparse points by reason; non-finite ones are bad input, the others (out
-        of the camera's view, see-through) are expected with a LiDAR and only noted, rarely."""
+        """Count this frame's dropped sparse points by reason; non-finite ones are bad input (WARN), the others
+        (behind the camera, outside the image, out of range, see-through: the normal culling of a LiDAR sweep) are
+        counted in /diagnostics and noted at INFO, rarely."""
+        # The frame's alignment outcome, typed, for the /diagnostics level (frame/stats.py assess_health).
+        self._stats.aligned(result.alignment.state, result.alignment.reason)
         dropped = result.alignment.dropped_points
         if not dropped:
             return

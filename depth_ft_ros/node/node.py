@@ -27,8 +27,10 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_ft_ros.config import NodeConfig
@@ -56,9 +58,12 @@ from depth_ft_ros.node.params import (
     live_config,
     split_camera_parameter,
 )
+from depth_ft_ros.node.signals import SPIN_POLL_S, StopSignals, exit_now
 from depth_ft_ros.node.worker import FrameWorker
 
 QOS_RECHECK_S = 1.0  # how often `auto` input QoS looks at the publishers again
+WORKER_WAIT_LOG_S = 5.0  # while teardown waits for the worker's frame, how often it says so
+PUBLISH_FLUSH_S = 1.0  # at release, how long the last messages may take to reach reliable subscribers
 
 
 class DepthFtNode(LifecycleNode):
@@ -186,7 +191,7 @@ class DepthFtNode(LifecycleNode):
         with self._config_lock:
             self._apply_pending_config()  # changes made while inactive
             self._worker = FrameWorker(self._handle_batch, self._apply_pending_config, self._discard_frame,
-                                       batch_window_s=self.config.batch_window / 1e3)
+                                       self._worker_failed, batch_window_s=self.config.batch_window / 1e3)
             self._worker.start()
         self._active_since_s = time.monotonic()
         return super().on_activate(state)
@@ -200,8 +205,7 @@ class DepthFtNode(LifecycleNode):
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_worker()
-        self._release()
+        self._release()  # stops the worker, after the frame in hand
         return super().on_shutdown(state)
 
     def _stop_worker(self) -> None:
@@ -212,15 +216,44 @@ class DepthFtNode(LifecycleNode):
         if worker.join(self.worker_join_timeout_s):
             with self._config_lock:
                 self._worker = None
-        else:  # a frame still in the network (slow CPU): keep its models alive; activation waits for it
+        else:  # a frame still in the network (slow CPU): kept; activation refuses a second one, _release waits
             self.get_logger().warning(f"worker still busy after {self.worker_join_timeout_s:g} s; it stops after "
                                       "its current frame")
 
+    def _wait_for_worker(self) -> None:
+        """Stop the worker and wait until it has ended: the frame in hand reads the streams and the models (a
+        deactivate whose join timed out leaves such a worker behind). A frame is bounded (sync_wait, tf_timeout,
+        one forward), and the executor is not needed to finish it."""
+        worker = self._worker
+        if worker is None:
+            return
+        worker.stop()
+        waited_s = 0.0
+        while not worker.join(WORKER_WAIT_LOG_S):
+            waited_s += WORKER_WAIT_LOG_S
+            self.get_logger().info(f"waiting for the worker to finish its frame before releasing ({waited_s:g} s)")
+        with self._config_lock:
+            self._worker = None
+
+    def _flush_publishers(self, timeout_s: float = PUBLISH_FLUSH_S) -> None:
+        """Wait (bounded) until reliable subscribers acknowledged what was published: the last frame's messages may
+        still be queued in the middleware (asynchronous publication), and destroying a publisher drops them."""
+        deadline_s = time.monotonic() + timeout_s
+        for publisher in list(self.publishers):
+            left_s = deadline_s - time.monotonic()
+            if left_s <= 0 or publisher.get_subscription_count() == 0:
+                continue
+            publisher.wait_for_all_acked(Duration(nanoseconds=int(left_s * 1e9)))
+
     def destroy_node(self) -> None:
-        self._stop_worker()  # its thread would otherwise outlive the node
+        self._wait_for_worker()  # its thread would otherwise outlive the node, and read what is destroyed
         super().destroy_node()
 
-    def _release(self) -> None:
+    def _release(self, free_models: bool = True) -> None:
+        """Free what configure made. Never under a frame: waits for a worker still in one first. free_models=False
+        (the process is ending): drop the models without the garbage collection that frees their memory now."""
+        self._wait_for_worker()
+        self._flush_publishers()
         if self._sparse_subs is not None:
             self._sparse_subs.destroy()
             self._sparse_subs = None
@@ -230,12 +263,10 @@ class DepthFtNode(LifecycleNode):
             self._tf.close()
             self._tf = None
         if self.models is not None:
-            if self._worker is not None and self._worker.is_alive():
-                self.get_logger().warning("models not freed: the worker is still running a frame")
-            else:
+            if free_models:
                 self.models.close()  # frees GPU memory
             self.models = None
-            self.processor = None
+        self.processor = None
 
     # -- callbacks: store and return -----------------------------------------------------------------------
 
@@ -312,6 +343,20 @@ class DepthFtNode(LifecycleNode):
         self.config = cfg
         self._applied = pending
 
+    def _worker_failed(self, exc: Exception, batch: dict[int, ImageItem]) -> None:
+        """An exception escaped the worker's handler (a bug, not the input's fault): logged once with its traceback
+        (Reporter.internal_error), counted for each camera of the batch (an internal error, its frame dropped), so
+        /diagnostics turns ERROR; the worker goes on with the next frame."""
+        indices = [i for i in batch if i < len(self.streams)] or [0]
+        cameras = ", ".join(self.streams[i].camera for i in indices if self.streams[i].camera)
+        context = "handling a frame" + (f" of {cameras}" if cameras else "") if batch else "between frames"
+        self.streams[indices[0]].report.internal_error(exc, context)
+        for index in indices[1:]:
+            self.streams[index].stats.internal_error(f"internal error while {context}: {exc!r}")
+        for index in batch:
+            if index < len(self.streams):
+                self.streams[index].stats.drop("internal_error")
+
     def _discard_frame(self, index: int, item: ImageItem) -> None:
         self.streams[index].stats.drop("inactive")  # arrived while the worker was being stopped
 
@@ -373,10 +418,27 @@ def rcl_error_message(exc: BaseException) -> str:
     return re.sub(r"(, at [^,]+:\d+)+$", "", text)
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None, *, exit_process: bool = True, stop: StopSignals | None = None) -> int:
+    """Run the node until SIGINT / SIGTERM (node/signals.py): an idle node exits 0 at once, a busy one after the
+    frame in hand. exit_process: end the process here once everything is released (signals.exit_now), instead of
+    returning the exit code. stop: handlers installed earlier (signals.run_node)."""
     prefer_async_publication()  # before rclpy.init: read when the DDS participant is created
+    stop = stop or StopSignals().install()
+    if stop.requested.is_set():  # a signal while importing: nothing started, nothing to release
+        stop.restore()
+        if exit_process:
+            exit_now(0)
+        return 0
+    code = _run(args, stop)
+    stop.restore()
+    if exit_process:
+        exit_now(code)
+    return code
+
+
+def _run(args: list[str] | None, stop: StopSignals) -> int:
     try:
-        rclpy.init(args=args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)  # signals are handled here
     except RuntimeError as exc:  # rclpy's RCLError: malformed --ros-args (e.g. `-p name:=`)
         print(f"depth_ft_node: invalid ROS arguments: {rcl_error_message(exc)}", file=sys.stderr)
         return 2
@@ -386,23 +448,37 @@ def main(args: list[str] | None = None) -> int:
         print(f"depth_ft_node: invalid configuration: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # a signal while starting
+        rclpy.try_shutdown()
+        return 0
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    code = 0
     try:
-        if node.config.autostart:
-            node.trigger_configure()  # loads the models: may take long, and may be interrupted
-            if node.models is None:
-                return 1
-            node.trigger_activate()
-        executor.spin()
+        if node.config.autostart and not stop.requested.is_set():
+            stop.interruptible = True
+            node.trigger_configure()  # loads the models: may take long; a signal interrupts it
+            stop.interruptible = False
+            if node.models is None and not stop.requested.is_set():
+                code = 1
+            elif node.models is not None:
+                node.trigger_activate()
+        stop.spinning = True
+        while code == 0 and not stop.requested.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._stop_worker()
-        node._release()
+        stop.releasing = True
+        node.get_logger().info(f"stopping ({', '.join(stop.received)})" if stop.received else "stopping")
+        node._release(free_models=False)  # after the frame in hand: the worker still publishes it
+        published = sum(stream.stats.frames_out for stream in node.streams)
+        dropped = sum(sum(stream.stats.dropped.values()) for stream in node.streams)
+        node.get_logger().info(f"stopped: {published} frames published, {dropped} dropped")
         node.destroy_node()
+        executor.shutdown()
         rclpy.try_shutdown()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Types are checked here, not by rclpy: the parameters are declared with dynamic typing because rclpy's own
 refusal of a wrong type ("Wrong parameter type, expected 'Type.DOUBLE' got 'Type.INTEGER'") does not name the
 parameter, at start nor for `ros2 param set`. check_type names it and the expected type, in both places.
+Choices travel as strings over ROS and become their enum members in NodeConfig (config.py, __post_init__).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from depth_ft_ros.config import PER_CAMERA_PARAMETERS, NodeConfig, Param, check_camera_value, param_spec
+from depth_ft_ros.enums import TextEnum
 from depth_ft_ros.errors import ConfigError
 
 # Parameters read only when the node configures; the flag lives in NodeConfig's table (Param.reconfigure_only).
@@ -30,7 +32,9 @@ _TYPE_NAMES = {Parameter.Type.BOOL: "bool", Parameter.Type.INTEGER: "integer", P
 
 
 def _default(f: Any) -> Any:
-    return f.default_factory() if f.default is MISSING else f.default
+    """A field's default as a ROS parameter value: a choice (TextEnum member) as its plain text."""
+    default = f.default_factory() if f.default is MISSING else f.default
+    return default.value if isinstance(default, TextEnum) else default
 
 
 _DEFAULTS = {f.name: _default(f) for f in fields(NodeConfig)}

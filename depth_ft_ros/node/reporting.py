@@ -2,8 +2,9 @@
 
 - bad_input: the input's fault (a malformed message, a stamp from the future): a named counter and a warning
   that names the input and the field, at most once per throttle period and kind.
-- note: an expected loss that is still counted (sparse points outside the camera's view): a warning per kind,
-  rarely (a 360-degree LiDAR drops most of its points every frame).
+- note: an expected loss that is still counted (sparse points behind the camera or outside the image: a
+  360-degree LiDAR drops most of its points every frame, by design): logged at INFO, per kind, rarely. WARN is
+  for what a person must act on; this is normal operation, and /diagnostics carries the counts.
 - internal_error: not the input's fault: its own counter; each distinct error (type and place) is logged once
   with its traceback at error level, repeats at most once per throttle period without it.
 """
@@ -45,8 +46,9 @@ class Reporter:
             self._logger.warning(message)
 
     def note(self, key: str, message: str, throttle_s: float = NOTE_THROTTLE_S) -> None:
+        """An expected, counted loss: INFO, at most once per throttle period and key."""
         if self._due(key, throttle_s):
-            self._logger.warning(message)
+            self._logger.info(message)
 
     def internal_error(self, exc: BaseException, context: str) -> None:
         """Call from the except block that caught `exc` (the traceback is read from it)."""

@@ -132,18 +132,18 @@ def make_runner(
     scheduler_config: dict[str, Any],
     model_index: dict[str, Any],
     *,
-    num_inference_steps: int | None,
-    noise: str | None,
+    num_inference_steps: int,
+    noise: str,
     seed: int,
     e2e_ft_readout: bool = False,
 ) -> FamilyRunner:
-    """Build the runner for `spec`, validating the options that only some families take.
+    """Build the runner for `spec` from resolved settings: num_inference_steps from resolve_steps, noise from
+    resolve_noise (the loader resolves and checks them once, before any weights load).
 
     e2e_ft_readout: decode normals as the E2E-FT authors do (Marigold-architecture checkpoints trained
     with their code); see marigold.py.
     """
-    latents = NoiseLatents(resolve_noise(spec, noise), seed)
-    steps = resolve_steps(spec, num_inference_steps, model_index)
+    latents = NoiseLatents(noise, seed)
     if spec.arch == "lotus":
         from depth_ft_ros.model.families.lotus import LotusRunner
 
@@ -155,7 +155,7 @@ def make_runner(
         spec,
         unet,
         scheduler_config,
-        num_inference_steps=steps,
+        num_inference_steps=num_inference_steps,
         noise=latents,
         use_full_z_range=bool(model_index.get("use_full_z_range", True)),
         e2e_ft_readout=e2e_ft_readout or spec.name.startswith("e2e-ft"),

@@ -153,15 +153,12 @@ class FamilyRunner(Protocol):
     unet: UNet2DConditionModel
     noise: NoiseLatents  # the start latent next to the image latent (unused by 4-channel UNets)
 
-    def denoise(self, image_latent: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
-        """[B,4,h,w] scaled RGB latent -> [B,4,h,w] scaled prediction latent (start latent from `noise`)."""
-        ...
-
     def denoise_from(
         self, image_latent: torch.Tensor, start_latent: torch.Tensor, text_embedding: torch.Tensor
     ) -> torch.Tensor:
-        """As denoise, from a given start latent [B,4,h,w] (ignored by 4-channel UNets): a pure function
-        of its inputs, which is what an exported graph of this stage computes."""
+        """[B,4,h,w] scaled RGB latent -> [B,4,h,w] scaled prediction latent, from the start latent [B,4,h,w]
+        (`noise(image_latent)`; ignored by 4-channel UNets): a pure function of its inputs, which is what an
+        exported graph of this stage computes."""
         ...
 
     def finish_decoded(self, decoded: torch.Tensor) -> torch.Tensor:

@@ -180,6 +180,26 @@ def file_identity(path: Path) -> str:
     return _SHA256_MEMO[memo_key]
 
 
+def component_identity(model_dir: Path, component: str) -> str:
+    """A content key of one component (e.g. the VAE): equal keys mean the same network with the same weights.
+
+    sha256 over its config (without diffusers' bookkeeping fields, which start with "_") and the content key of
+    each weights file (every shard of a sharded checkpoint), so two checkpoint folders that ship one VAE get one
+    key wherever they are stored."""
+    config = read_json(model_dir, f"{component}/config.json")
+    weights = find_weights(model_dir, component)
+    assert weights is not None
+    files = [weights.path]
+    if weights.path.name.endswith(".index.json"):  # sharded: the index names the shards holding the tensors
+        index = json.loads(weights.path.read_text(encoding="utf-8"))
+        files += [weights.path.parent / shard for shard in sorted(set(index.get("weight_map", {}).values()))]
+    digest = hashlib.sha256()
+    digest.update(json.dumps({k: v for k, v in config.items() if not k.startswith("_")}, sort_keys=True).encode())
+    for path in files:
+        digest.update(file_identity(path).encode())
+    return digest.hexdigest()
+
+
 def user_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "depth_ft_ros"

@@ -58,9 +58,6 @@ class LotusRunner:
         self.timestep = int(scheduler_config.get("num_train_timesteps", 1000)) - 1
         self.noise = noise or NoiseLatents(spec.default_noise, 0)
 
-    def denoise(self, image_latent: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
-        return self.denoise_from(image_latent, self.noise(image_latent), text_embedding)
-
     def denoise_from(
         self, image_latent: torch.Tensor, start_latent: torch.Tensor, text_embedding: torch.Tensor
     ) -> torch.Tensor:

@@ -76,9 +76,6 @@ class MarigoldRunner:
         self.e2e_ft_readout = e2e_ft_readout
         self.last_timestep = self.scheduler.config.num_train_timesteps - 1
 
-    def denoise(self, image_latent: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
-        return self.denoise_from(image_latent, self.noise(image_latent), text_embedding)
-
     def denoise_from(
         self, image_latent: torch.Tensor, start_latent: torch.Tensor, text_embedding: torch.Tensor
     ) -> torch.Tensor:

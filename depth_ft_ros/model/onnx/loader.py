@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from depth_ft_ros.errors import ConfigError
-from depth_ft_ros.model.families import get_family, get_normals_frame, make_runner
+from depth_ft_ros.model.families import get_family, get_normals_frame, make_runner, resolve_noise, resolve_steps
 from depth_ft_ros.model.onnx.runtime import load_stages, read_manifest
 
 if TYPE_CHECKING:
@@ -59,7 +59,8 @@ def load_export(
                           f"runs {steps} step(s) in its UNet graph; export again for another count")
     runner = make_runner(
         spec, None, data["scheduler_config"], data["model_index"],
-        num_inference_steps=steps, noise=opts.noise or data.get("noise"),
+        num_inference_steps=resolve_steps(spec, steps, data["model_index"]),
+        noise=resolve_noise(spec, opts.noise or data.get("noise")),
         seed=opts.seed if opts.seed else int(data.get("seed", 0)),
         e2e_ft_readout=bool(data.get("e2e_ft_readout", False)),
     )
