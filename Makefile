@@ -9,7 +9,7 @@ DEPTH_MODEL ?=
 NORMALS_MODEL ?=
 FRAMES ?=
 
-.PHONY: setup test test-py310 test-all lint demo bench eval-alignment gpu-check clean
+.PHONY: setup test test-py310 test-all lint demo fleet-demo bench eval-alignment gpu-check clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,11 @@ lint: setup
 # and previews under $(OUT). Real checkpoints: DEPTH_MODEL=... NORMALS_MODEL=... (on a CPU, FRAMES=5 keeps it short).
 demo: setup
 	$(VENV)/bin/depth-ft-ros demo --out $(OUT) $(if $(DEPTH_MODEL),--depth-model $(DEPTH_MODEL)) $(if $(NORMALS_MODEL),--normals-model $(NORMALS_MODEL)) $(if $(FRAMES),--frames $(FRAMES))
+
+# Demo bags -> the tiny checkpoint fine-tuned on some (cached under out/fleet-demo) -> `fleet` with base and
+# fine-tuned over the others -> out/fleet-demo/report/compare.md (held-out LiDAR AbsRel per bag, interval, preview).
+fleet-demo: setup
+	$(VENV)/bin/depth-ft-ros fleet-demo --out out/fleet-demo
 
 bench: setup
 	$(VENV)/bin/depth-ft-ros bench

@@ -36,8 +36,9 @@ setup(
                                 "moto[server]"],  # an S3 API on 127.0.0.1 for the fleet tests
                     # ONNX export and the ONNX Runtime path (CPU build; onnxruntime-gpu / JetPack's on GPUs)
                     "onnx": ["onnx", "onnxruntime"],
-                    # `depth-ft-ros fleet`: bags over a Ray actor pool; Parquet and s3:// through pyarrow
-                    "fleet": ["ray[data]", "pyarrow"]},
+                    # `depth-ft-ros fleet`: bags over a Ray actor pool; Parquet and s3:// through pyarrow; the
+                    # summary and compare plots (matplotlib)
+                    "fleet": ["ray[data]", "pyarrow", "matplotlib"]},
     zip_safe=True,
     maintainer="depth_ft_ros maintainers",
     description="Single-step diffusion depth and normals, metric-aligned, as a ROS 2 node",

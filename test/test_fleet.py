@@ -170,7 +170,10 @@ def test_bad_bags_are_named_the_others_complete_and_a_rerun_skips_them(
     for failed in summary["failed"]:  # on stderr too, with the input as given
         assert f"fleet: failed: {failed['uri']}: {failed['reason'].splitlines()[0]}" in err
     assert summary["bags"]["done"] == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fleet_run.json", "good"]  # nothing partial
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [  # nothing partial
+        "fleet_run.json", "good", "summary.md", "summary.png"]
+    report = (tmp_path / "out" / "summary.md").read_text()
+    assert all(f"- {f['bag']}: " in report for f in summary["failed"])  # the summary names them too
 
     written = (tmp_path / "out" / "good" / "manifest.json").stat().st_mtime_ns
     assert fleet([str(demo)], tmp_path / "out", models) == 0
@@ -180,7 +183,8 @@ def test_bad_bags_are_named_the_others_complete_and_a_rerun_skips_them(
     assert fleet([str(demo)], tmp_path / "out", models, "--param", "min_points=20") == 0
     manifest = json.loads((tmp_path / "out" / "good" / "manifest.json").read_text())
     assert manifest["params"]["min_points"] == 20
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fleet_run.json", "good"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "fleet_run.json", "good", "summary.md", "summary.png"]
 
 
 def test_flags_fail_at_start_naming_the_parameter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "fleet": ("cli.fleet", "many bags (folders, globs, s3://) through the node's frame path on Ray: per-bag output "
               "bags, Parquet tables and a run summary"),
     "finetune": ("cli.finetune", "fine-tune a checkpoint on rosbags with their LiDAR as supervision (E2E-FT recipe)"),
+    "fleet-compare": ("cli.fleet_compare", "compare two `fleet` runs (checkpoints) over the same bags: held-out "
+                      "LiDAR AbsRel per bag and overall, with a bootstrap interval"),
+    "fleet-demo": ("cli.fleet_demo", "demo bags -> tiny checkpoint fine-tuned on some -> fleet runs of base and "
+                   "fine-tuned over the others -> the compare report"),
     "demo": ("cli.demo", "the main job: demo bag -> node replay -> summary and previews"),
 }
 

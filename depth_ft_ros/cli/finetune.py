@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     except DepthFtError as exc:
         print(f"finetune: {exc}", file=sys.stderr)
         return 2
+    if not result.main_process:  # under `accelerate launch`: the main process reports for the run
+        return 0
     print(f"fine-tuned model: {result.out} ({result.steps} steps, {result.train_frames} training frames, "
           f"{result.val_frames} held-out frames, {result.wall_s:.0f} s)")
     for key in result.before:

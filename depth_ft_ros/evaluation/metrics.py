@@ -46,3 +46,17 @@ def depth_metrics(
         "n": n,
         "coverage": n / n_gt,
     }
+
+
+def cloud_split_metrics(depth_m: np.ndarray, gt_m: np.ndarray, kept: np.ndarray) -> dict[str, float]:
+    """AbsRel vs ground truth of the pixels a cloud kept and of those its filters dropped (flying pixels, low
+    confidence): absrel_cloud_kept, absrel_cloud_dropped (NaN when none), cloud_kept_fraction of the pixels with
+    a valid depth and ground truth."""
+    kept = np.asarray(kept, dtype=bool).reshape(depth_m.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        valid = np.isfinite(depth_m) & np.isfinite(gt_m) & (gt_m > 0)
+        rel = np.abs(depth_m - gt_m) / gt_m
+    out = {f"absrel_{key}": float(rel[mask].mean()) if mask.any() else float("nan")
+           for key, mask in (("cloud_kept", valid & kept), ("cloud_dropped", valid & ~kept))}
+    out["cloud_kept_fraction"] = float((valid & kept).sum() / max(int(valid.sum()), 1))
+    return out

@@ -8,6 +8,7 @@ import datetime
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from depth_ft_ros.fleet.bagjob import BagResult, manifest_key
@@ -151,4 +152,19 @@ def run_fleet(inputs: list[str], out_uri: str, settings: FleetSettings, engine: 
         store.remove_partials()  # a lost worker's work folder (its bag was published by another attempt)
     run.wall_s = time.monotonic() - start_s
     store.write_json(RUN_SUMMARY, run.summary(settings, out_uri, started))
+    _write_report(store, stream)
     return run
+
+
+def _write_report(store: OutputStore, stream: TextIO) -> None:
+    """The Markdown summary with its plot (fleet.report), read back from a local --out."""
+    if store.remote:
+        print("fleet: no summary.md for an object-store --out (fleet_run.json has the run's numbers; "
+              "depth_ft_ros.fleet.report.write_summary on a local copy writes it)", file=stream)
+        return
+    try:
+        from depth_ft_ros.fleet.report import write_summary
+    except ImportError as exc:  # matplotlib: the fleet extra
+        print(f"fleet: no summary.md ({exc}; pip install '.[fleet]')", file=stream)
+        return
+    print(f"fleet: summary {write_summary(Path(store.root))}", file=stream)

@@ -16,7 +16,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 
 from depth_ft_ros.errors import InputError
-from depth_ft_ros.evaluation.metrics import depth_metrics
+from depth_ft_ros.evaluation.metrics import cloud_split_metrics, depth_metrics
 from depth_ft_ros.frame.sync import nearest_index
 from depth_ft_ros.msgs import convert, names
 from depth_ft_ros.replay.messages import COMPRESSED_IMAGE, stamp_ns_from_cdr
@@ -153,13 +153,7 @@ class OutputAnalyzer:
         depth_m, gt_m, kept = have["depth_m"], have["gt_m"], have["kept"]
         if kept.size != depth_m.size:
             return  # a strided cloud: no per-pixel split
-        kept = kept.reshape(depth_m.shape)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            valid = np.isfinite(depth_m) & np.isfinite(gt_m) & (gt_m > 0)
-            rel = np.abs(depth_m - gt_m) / gt_m
-        for key, mask in (("cloud_kept", valid & kept), ("cloud_dropped", valid & ~kept)):
-            record.metrics[f"absrel_{key}"] = float(rel[mask].mean()) if mask.any() else float("nan")
-        record.metrics["cloud_kept_fraction"] = float((valid & kept).sum() / max(int(valid.sum()), 1))
+        record.metrics.update(cloud_split_metrics(depth_m, gt_m, kept))
 
     def preview_frames(self) -> dict[int, dict[str, Any]]:
         with self._lock:

@@ -114,6 +114,7 @@ class FinetuneResult:
     train_frames: int
     val_frames: int
     wall_s: float
+    main_process: bool = True  # False in the other processes of a distributed run (they write nothing)
 
 
 def _step_generator(seed: int, step: int, process: int) -> torch.Generator:
@@ -283,7 +284,8 @@ class Finetuner:
         if o.resume:
             state = self._resume()
         else:
-            state["validation"]["0"] = self._validate(held)
+            # Validation runs on the main process only: the others have no use for it and would only wait.
+            state["validation"]["0"] = self._validate(held) if self.accelerator.is_main_process else {}
             self._log(f"validation before: {state['validation']['0']}")
         progress = None
         if o.progress and self.accelerator.is_main_process:
@@ -307,6 +309,8 @@ class Finetuner:
                     loss, _images = self.loss(batch)
                     self.accelerator.backward(loss / o.grad_accum)
                 total += float(loss.detach()) / o.grad_accum
+            # The step's loss over every process's samples (the effective batch), as the gradient is.
+            total = float(self.accelerator.reduce(torch.tensor(total, device=self.accelerator.device), "mean"))
             self.accelerator.clip_grad_norm_(self.unet.parameters(), o.grad_clip)
             self.optimizer.step()
             self.lr_scheduler.step()
@@ -329,7 +333,7 @@ class Finetuner:
             self._write_model(before, after, len(samples))
             self._log(f"validation after {o.steps} steps: {after}")
         return FinetuneResult(o.out, state["step"], list(state["losses"]), before, after, len(samples), len(held),
-                              time.monotonic() - start_s)
+                              time.monotonic() - start_s, self.accelerator.is_main_process)
 
     def _write_model(self, before: dict[str, float], after: dict[str, float], n_train: int) -> None:
         from depth_ft_ros.training.output import model_card, write_model
@@ -340,5 +344,6 @@ class Finetuner:
         settings["val_bags"] = [str(b) for b in o.val_bags]
         settings["train_frames"] = n_train
         settings["family"] = self.spec.name
+        settings["processes"] = self.accelerator.num_processes  # effective batch: batch x accumulation x processes
         card = model_card(self.spec, o.base, settings, before, after)
         write_model(self.predictor.model_dir, o.out, self.accelerator.unwrap_model(self.unet), self.spec, card)
