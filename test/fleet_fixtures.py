@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
+from test_replay import read_bag, stamp_ns  # noqa: F401 - re-exported for the fleet tests
 
 from depth_ft_ros.cli import main
 from depth_ft_ros.replay import messages
@@ -33,18 +33,6 @@ def demo_bag(path: Path, frames: int, storage: str = "mcap", seed: int = 0) -> P
     assert main(["make-demo-bag", str(path), "--frames", str(frames), "--size", "96x72", "--storage", storage,
                  "--seed", str(seed)]) == 0
     return path
-
-
-def read_bag(path: Path) -> dict[str, list[object]]:
-    out: dict[str, list[object]] = {}
-    with AnyReader([path], default_typestore=TYPESTORE) as reader:
-        for conn, _log_ns, data in reader.messages():
-            out.setdefault(conn.topic, []).append(reader.deserialize(data, conn.msgtype))
-    return out
-
-
-def stamp_ns(msg: object) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec  # type: ignore[attr-defined]
 
 
 def as_array(msg: object) -> np.ndarray:

@@ -59,3 +59,16 @@ def diffusers_parts(model_dir: Path) -> dict[str, object]:
         "text_encoder": CLIPTextModel.from_pretrained(model_dir / "text_encoder").eval(),
         "tokenizer": CLIPTokenizer.from_pretrained(model_dir / "tokenizer"),
     }
+
+
+def weight_file_bytes(model_dir: Path, component: str) -> int:
+    """Bytes of the tensors in a component's weights file, read from the file itself (the reference for what a
+    loaded model should hold)."""
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(model_dir / component / "diffusion_pytorch_model.safetensors"), framework="pt") as handle:
+        for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+            tensor = handle.get_tensor(key)
+            total += tensor.numel() * tensor.element_size()
+    return total

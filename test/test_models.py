@@ -14,24 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from diffusers import AutoencoderKL
-from predictor_fixtures import cached_predictor, random_rgb, tiny_model
+from predictor_fixtures import cached_predictor, random_rgb, tiny_model, weight_file_bytes
 
 from depth_ft_ros.config import NodeConfig
 from depth_ft_ros.errors import InputError
 from depth_ft_ros.model.networks import Models
 from depth_ft_ros.model.predictor import DepthFtPredictor
-
-
-def _file_bytes(model_dir: Path, component: str) -> int:
-    """Bytes of the tensors in a component's weights file, read from the file itself (the reference)."""
-    from safetensors import safe_open
-
-    total = 0
-    with safe_open(str(model_dir / component / "diffusion_pytorch_model.safetensors"), framework="pt") as handle:
-        for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
-            tensor = handle.get_tensor(key)
-            total += tensor.numel() * tensor.element_size()
-    return total
 
 
 def _vae_objects() -> int:
@@ -104,7 +92,8 @@ def test_one_vae_in_memory_when_both_checkpoints_carry_the_same_weights(tmp_path
     assert models.shared_vae and models.shared_encoder
     assert models.describe()["shared_vae"] == "true"
     # Memory held against the bytes of the weight files: two UNets and one VAE, nothing counted twice or left out.
-    expected = _file_bytes(depth_dir, "unet") + _file_bytes(normals_dir, "unet") + _file_bytes(depth_dir, "vae")
+    expected = (weight_file_bytes(depth_dir, "unet") + weight_file_bytes(normals_dir, "unet")
+                + weight_file_bytes(depth_dir, "vae"))
     assert models.parameter_bytes() == expected
     # The shared VAE still gives what the normals checkpoint alone gives.
     frame = random_rgb(48, 64, seed=7)
@@ -123,7 +112,7 @@ def test_two_vaes_when_the_weights_differ() -> None:
     assert models.depth is not None and models.normals is not None and models.depth.vae is not models.normals.vae
     assert not models.shared_vae and not models.shared_encoder
     assert models.describe()["shared_vae"] == models.describe()["shared_encoder"] == "false"
-    expected = sum(_file_bytes(d, c) for d in (depth_dir, normals_dir) for c in ("unet", "vae"))
+    expected = sum(weight_file_bytes(d, c) for d in (depth_dir, normals_dir) for c in ("unet", "vae"))
     assert models.parameter_bytes() == expected
     models.close()
 

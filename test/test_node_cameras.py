@@ -310,20 +310,8 @@ def _node_memory(cameras: list[str]) -> dict[str, Any]:
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-def _weight_file_bytes(model_dir: Path, component: str) -> int:
-    """Bytes of the tensors in a component's weights file, read from the file."""
-    from safetensors import safe_open
-
-    total = 0
-    with safe_open(str(model_dir / component / "diffusion_pytorch_model.safetensors"), framework="pt") as handle:
-        for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
-            tensor = handle.get_tensor(key)
-            total += tensor.numel() * tensor.element_size()
-    return total
-
-
 def test_three_cameras_hold_one_copy_of_the_models() -> None:
-    from predictor_fixtures import tiny_model
+    from predictor_fixtures import tiny_model, weight_file_bytes
 
     one = _node_memory([])
     three = _node_memory(list(CAMERAS))
@@ -333,8 +321,8 @@ def test_three_cameras_hold_one_copy_of_the_models() -> None:
     params = node_params()
     depth_dir, normals_dir = Path(params["depth_model"]), Path(params["normals_model"])
     assert depth_dir == tiny_model("e2e-ft-depth")
-    weights = (_weight_file_bytes(depth_dir, "unet") + _weight_file_bytes(normals_dir, "unet")
-               + _weight_file_bytes(depth_dir, "vae"))
+    weights = (weight_file_bytes(depth_dir, "unet") + weight_file_bytes(normals_dir, "unet")
+               + weight_file_bytes(depth_dir, "vae"))
     for process in (one, three):
         assert (process["unets"], process["vaes"]) == (2, 1), process
         assert process["parameter_bytes"] == weights, (process, weights)

@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from depth_ft_ros.training.bag_frames import TopicFlags
+    from depth_ft_ros.replay.topics import TopicFlags
     from depth_ft_ros.training.trainer import FinetuneOptions, Finetuner
 
     try:

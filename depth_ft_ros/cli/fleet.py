@@ -14,9 +14,9 @@ from pathlib import Path
 from depth_ft_ros.errors import DepthFtError
 from depth_ft_ros.fleet.engine import EngineOptions
 from depth_ft_ros.fleet.run import RUN_SUMMARY, run_fleet
-from depth_ft_ros.fleet.settings import ALL_OUTPUTS, DEFAULT_OUTPUTS, TopicFlags, build_settings
+from depth_ft_ros.fleet.settings import ALL_OUTPUTS, DEFAULT_OUTPUTS, build_settings
 from depth_ft_ros.replay.replay import parse_param_overrides
-from depth_ft_ros.replay.topics import NONE
+from depth_ft_ros.replay.topics import NONE, TopicFlags
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

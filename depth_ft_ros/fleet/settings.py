@@ -18,6 +18,7 @@ from depth_ft_ros.config import PER_CAMERA_PARAMETERS, NodeConfig, check_camera_
 from depth_ft_ros.errors import ConfigError
 from depth_ft_ros.model.families.checkpoint import EMBEDDING_FILE
 from depth_ft_ros.msgs import names
+from depth_ft_ros.replay.topics import TopicFlags
 
 # Every output the node can publish for a camera (relative to its namespace and camera prefix).
 ALL_OUTPUTS = (names.DEPTH_IMAGE, names.DEPTH_CAMERA_INFO, names.DEPTH_RELATIVE, names.DEPTH_COLORIZED,
@@ -28,16 +29,6 @@ DEFAULT_OUTPUTS = (names.DEPTH_IMAGE, names.DEPTH_CAMERA_INFO, names.DEPTH_CONFI
 MANIFEST_FORMAT = 1
 # Written beside the weights by the first load (a cache of the text encoder's output): not part of the model.
 DERIVED_FILES = frozenset({EMBEDDING_FILE})
-
-
-@dataclass(frozen=True)
-class TopicFlags:
-    """--image-topic, --camera-info-topic, --sparse-points-topic, --gt-depth-topic (None: guessed per bag)."""
-
-    image: str | None = None
-    camera_info: str | None = None
-    sparse_points: str | None = None
-    gt_depth: str | None = None
 
 
 @dataclass(frozen=True)

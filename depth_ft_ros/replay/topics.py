@@ -19,6 +19,17 @@ NONE = "none"  # flag value: do without this input
 
 
 @dataclass(frozen=True)
+class TopicFlags:
+    """The topic flags of `replay`, `finetune` and `fleet` (--image-topic, --camera-info-topic,
+    --sparse-points-topic, --gt-depth-topic); None: guessed per bag."""
+
+    image: str | None = None
+    camera_info: str | None = None
+    sparse_points: str | None = None
+    gt_depth: str | None = None
+
+
+@dataclass(frozen=True)
 class TopicPlan:
     image: str
     image_compressed: bool

@@ -25,18 +25,8 @@ from depth_ft_ros.geometry.camera import PinholeCamera
 from depth_ft_ros.geometry.sparse import SparsePoints, project_sparse_points, transform_points
 from depth_ft_ros.replay import messages as m
 from depth_ft_ros.replay.rosbag_io import BagError, BagReader
-from depth_ft_ros.replay.topics import choose_topics
+from depth_ft_ros.replay.topics import TopicFlags, choose_topics
 from depth_ft_ros.replay.transforms import lookup_static
-
-
-@dataclass(frozen=True)
-class TopicFlags:
-    """Topic flags as in `replay` (None: guessed)."""
-
-    image: str | None = None
-    camera_info: str | None = None
-    sparse_points: str | None = None
-    gt_depth: str | None = None
 
 
 @dataclass
