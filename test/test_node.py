@@ -248,7 +248,7 @@ def test_invalid_configuration_fails_at_start(tmp_path: Path, yaml_text: str, ex
     params.write_text(f"/**:\n  ros__parameters:\n    {yaml_text}\n")
     if "depth_model" not in yaml_text:
         params.write_text(params.read_text() + "    depth_model: some/model\n")
-    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "--params-file",
+    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.entry", "--ros-args", "--params-file",
                            str(params)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert expected in proc.stderr
@@ -257,7 +257,7 @@ def test_invalid_configuration_fails_at_start(tmp_path: Path, yaml_text: str, ex
 
 def test_missing_model_fails_configure_with_the_fetch_command(tmp_path: Path) -> None:
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "-p",
+    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.entry", "--ros-args", "-p",
                            "depth_model:=nobody/no-such-model"], capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, **env})
     assert proc.returncode == 1
@@ -277,7 +277,7 @@ def test_node_process_started_as_users_do_publishes_over_dds(ros_graph: Any, tmp
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"/**": {"ros__parameters": node_params(alignment="global")}}))
     env = {k: v for k, v in os.environ.items() if k != PUBLICATION_MODE_VAR}
-    proc = subprocess.Popen([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "--params-file",
+    proc = subprocess.Popen([sys.executable, "-m", "depth_ft_ros.node.entry", "--ros-args", "--params-file",
                              str(params)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         watcher = ros_graph.node("process_watcher")

@@ -227,7 +227,7 @@ def test_invalid_camera_parameters_fail_at_start_naming_them(tmp_path: Path) -> 
     for yaml_text, expected in cases:
         params = tmp_path / "params.yaml"
         params.write_text(f"/**:\n  ros__parameters:\n    depth_model: some/model\n    {yaml_text}\n")
-        proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "--params-file",
+        proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.entry", "--ros-args", "--params-file",
                                str(params)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, (yaml_text, proc.stderr)
         assert expected in proc.stderr, (yaml_text, proc.stderr)

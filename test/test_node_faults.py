@@ -310,7 +310,7 @@ def test_model_load_errors_name_the_parameter(ros_graph: Any, tmp_path: Path, ba
 
 @pytest.mark.parametrize("argument", ["depth_model:=", "depth_model", "max_depth:=[1,"])
 def test_main_with_a_malformed_argument_exits_with_a_message(argument: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "-p", argument],
+    proc = subprocess.run([sys.executable, "-m", "depth_ft_ros.node.entry", "--ros-args", "-p", argument],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert f"depth_ft_node: invalid ROS arguments: Couldn't parse parameter override rule: '-p {argument}'" \

@@ -1,5 +1,5 @@
 """depth_ft_node as a process manager stops it: ros2 launch sends SIGINT (then SIGTERM after its sigterm_timeout),
-systemd and docker SIGTERM. The node runs as its own process (`python -m depth_ft_ros.node.node`, as `ros2 run`
+systemd and docker SIGTERM. The node runs as its own process (`python -m depth_ft_ros.node.entry`, as `ros2 run`
 starts it): an idle node exits 0 within 1 s; a busy one publishes the frame in hand, then exits 0; never a
 traceback in its output."""
 
@@ -28,7 +28,7 @@ class NodeProcess:
     def __init__(self, tmp_path: Path, **overrides: Any) -> None:
         params = tmp_path / "params.yaml"
         params.write_text(yaml.safe_dump({"/**": {"ros__parameters": node_params(**overrides)}}))
-        self.proc = subprocess.Popen([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "--params-file",
+        self.proc = subprocess.Popen([sys.executable, "-m", "depth_ft_ros.node.entry", "--ros-args", "--params-file",
                                       str(params)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=dict(os.environ))
         self.lines: list[str] = []

@@ -1,6 +1,6 @@
 """`depth-ft-ros bench-node --overload FACTOR`: the node's output rate under an input flood, measured from outside.
 
-The real `depth_ft_node` runs as its own process (`python -m depth_ft_ros.node.node --ros-args --params-file ...`,
+The real `depth_ft_node` runs as its own process (`python -m depth_ft_ros.node.entry --ros-args --params-file ...`,
 tiny checkpoint, the node's default processing size); a separate client process plays the camera and the LiDAR
 and subscribes to depth/image (raw bytes: the client's own receive costs no deserialization) and /diagnostics.
 1. Relaxed: one frame (640x480 rgb8 + camera_info + simulated LiDAR points, one stamp), wait for its depth
@@ -122,7 +122,7 @@ def run_overload(args: argparse.Namespace) -> int:
         # A terminated bench stops its node too (the finally below), instead of leaving it running.
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         with open(log_path, "wb") as log:
-            node = subprocess.Popen([sys.executable, "-m", "depth_ft_ros.node.node", "--ros-args", "--params-file",
+            node = subprocess.Popen([sys.executable, "-m", "depth_ft_ros.node.entry", "--ros-args", "--params-file",
                                      str(params_file)], stdout=log, stderr=subprocess.STDOUT)
             spec["node_pid"] = node.pid
             try:

@@ -16,21 +16,16 @@ records it for every published frame).
 
 from __future__ import annotations
 
-import re
-import sys
 import threading
 import time
 import traceback
 from collections import deque
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_ft_ros.config import NodeConfig
@@ -46,7 +41,7 @@ from depth_ft_ros.node.camera_stream import CameraStream, FramePublishers, Image
 from depth_ft_ros.node.diagnostics import build_status, diagnostic_array
 from depth_ft_ros.node.extrinsics import Extrinsics
 from depth_ft_ros.node.input_qos import InputSubscriptions
-from depth_ft_ros.node.middleware import describe_middleware, prefer_async_publication
+from depth_ft_ros.node.middleware import describe_middleware
 from depth_ft_ros.node.params import (
     CONFIG_PARAMETERS,
     RECONFIGURE_ONLY,
@@ -58,7 +53,6 @@ from depth_ft_ros.node.params import (
     live_config,
     split_camera_parameter,
 )
-from depth_ft_ros.node.signals import SPIN_POLL_S, StopSignals, exit_now
 from depth_ft_ros.node.worker import FrameWorker
 
 QOS_RECHECK_S = 1.0  # how often `auto` input QoS looks at the publishers again
@@ -408,78 +402,3 @@ class DepthFtNode(LifecycleNode):
                                          hardware_id=hardware_id, configure_error=self._configure_error,
                                          conditions=sparse_conditions + conditions, camera=stream.camera))
         self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
-
-
-def rcl_error_message(exc: BaseException) -> str:
-    """rcl's argument error as one line: without the 'failed to initialize rcl' prefix and the C source
-    locations (", at /project/src/rcl/arguments.c:352")."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-    text = re.sub(r"^failed to initialize rcl: ", "", text)
-    return re.sub(r"(, at [^,]+:\d+)+$", "", text)
-
-
-def main(args: list[str] | None = None, *, exit_process: bool = True, stop: StopSignals | None = None) -> int:
-    """Run the node until SIGINT / SIGTERM (node/signals.py): an idle node exits 0 at once, a busy one after the
-    frame in hand. exit_process: end the process here once everything is released (signals.exit_now), instead of
-    returning the exit code. stop: handlers installed earlier (signals.run_node)."""
-    prefer_async_publication()  # before rclpy.init: read when the DDS participant is created
-    stop = stop or StopSignals().install()
-    if stop.requested.is_set():  # a signal while importing: nothing started, nothing to release
-        stop.restore()
-        if exit_process:
-            exit_now(0)
-        return 0
-    code = _run(args, stop)
-    stop.restore()
-    if exit_process:
-        exit_now(code)
-    return code
-
-
-def _run(args: list[str] | None, stop: StopSignals) -> int:
-    try:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)  # signals are handled here
-    except RuntimeError as exc:  # rclpy's RCLError: malformed --ros-args (e.g. `-p name:=`)
-        print(f"depth_ft_node: invalid ROS arguments: {rcl_error_message(exc)}", file=sys.stderr)
-        return 2
-    try:
-        node = DepthFtNode()
-    except ConfigError as exc:
-        print(f"depth_ft_node: invalid configuration: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    except KeyboardInterrupt:  # a signal while starting
-        rclpy.try_shutdown()
-        return 0
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    code = 0
-    try:
-        if node.config.autostart and not stop.requested.is_set():
-            stop.interruptible = True
-            node.trigger_configure()  # loads the models: may take long; a signal interrupts it
-            stop.interruptible = False
-            if node.models is None and not stop.requested.is_set():
-                code = 1
-            elif node.models is not None:
-                node.trigger_activate()
-        stop.spinning = True
-        while code == 0 and not stop.requested.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=SPIN_POLL_S)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        stop.releasing = True
-        node.get_logger().info(f"stopping ({', '.join(stop.received)})" if stop.received else "stopping")
-        node._release(free_models=False)  # after the frame in hand: the worker still publishes it
-        published = sum(stream.stats.frames_out for stream in node.streams)
-        dropped = sum(sum(stream.stats.dropped.values()) for stream in node.streams)
-        node.get_logger().info(f"stopped: {published} frames published, {dropped} dropped")
-        node.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown()
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

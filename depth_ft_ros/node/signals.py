@@ -9,8 +9,8 @@ a frame still being published by the worker (a traceback in the log). Here rclpy
   frame in hand (it still publishes it), then the node releases everything and the process exits 0;
 - a signal while the models are still loading interrupts the loading (KeyboardInterrupt in the main thread, caught
   by main()); one before that (the imports take seconds) is noted, and main() then exits 0 without starting. The
-  `depth_ft_node` entry point (node/entry.py) installs the handlers before importing the node; `python -m
-  depth_ft_ros.node.node` only once its imports are done.
+  process's entry (node/entry.py: the `depth_ft_node` script and `python -m depth_ft_ros.node.entry`) installs
+  the handlers before importing the node.
 - a second signal while a frame is still in hand (the manager's patience is running out) leaves at once, exit 0,
   without waiting for that frame.
 """
