@@ -28,6 +28,7 @@ from fleet_fixtures import (
     truncated_bag,
     unknown_type_bag,
 )
+from test_replay import mcap_topic_counts
 
 from depth_ft_ros.cli import main
 
@@ -83,18 +84,10 @@ def test_fleet_equals_a_lossless_replay_of_the_bag(one_bag: dict[str, Any]) -> N
 def test_output_bag_opens_on_humble_and_with_the_mcap_reader(one_bag: dict[str, Any]) -> None:
     """Metadata version 8 (the newest Humble's `ros2 bag` parses); every message decodes with the reference mcap +
     mcap-ros2-support readers, as many as rosbags reads."""
-    from mcap.reader import make_reader
-    from mcap_ros2.decoder import DecoderFactory
-
     out_bag = one_bag["root"] / "out" / "drive_0" / "bag"
     info = yaml.safe_load((out_bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert info["version"] == 8
-    counts: dict[str, int] = {}
-    for mcap_file in out_bag.glob("*.mcap"):
-        with mcap_file.open("rb") as handle:
-            reader = make_reader(handle, decoder_factories=[DecoderFactory()])
-            for _schema, channel, _message, _decoded in reader.iter_decoded_messages():
-                counts[channel.topic] = counts.get(channel.topic, 0) + 1
+    counts = mcap_topic_counts(out_bag)
     assert counts == {topic: len(msgs) for topic, msgs in read_bag(out_bag).items()}
     assert counts == {f"{NS}/{topic}": 3 for topic in ("depth/image", "depth/camera_info", "depth/confidence",
                                                        "points")}

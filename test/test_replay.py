@@ -53,6 +53,20 @@ def read_bag(path: Path) -> dict[str, list[object]]:
     return out
 
 
+def mcap_topic_counts(bag_dir: Path) -> dict[str, int]:
+    """Messages per topic of a bag's .mcap files, decoded by the official mcap / mcap-ros2-support readers."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    counts: dict[str, int] = {}
+    for mcap_file in bag_dir.glob("*.mcap"):
+        with mcap_file.open("rb") as handle:
+            reader = make_reader(handle, decoder_factories=[DecoderFactory()])
+            for _schema, channel, _message, _decoded in reader.iter_decoded_messages():
+                counts[channel.topic] = counts.get(channel.topic, 0) + 1
+    return counts
+
+
 def stamp_ns(msg: object) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec  # type: ignore[attr-defined]
 
@@ -177,8 +191,6 @@ def test_output_bag_opens_on_humble_and_with_the_mcap_reader(mcap_replay: dict) 
     """Metadata version 8 (Humble's `ros2 bag` parses up to 8); inputs keep the QoS their publishers offered in
     the recorded bag (the demo LiDAR is best effort, keep last 5: rmw values 2 and 5); every message decodes with
     the reference mcap + mcap-ros2-support readers, as many as rosbags reads."""
-    from mcap.reader import make_reader
-    from mcap_ros2.decoder import DecoderFactory
 
     out_bag = mcap_replay["root"] / "out"
     info = yaml.safe_load((out_bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
@@ -187,12 +199,7 @@ def test_output_bag_opens_on_humble_and_with_the_mcap_reader(mcap_replay: dict) 
            for t in info["topics_with_message_count"]}
     assert [(p["reliability"], p["depth"]) for p in qos["/lidar/points"]] == [(2, 5)]
     assert all(len(qos[f"{NS}/{topic}"]) == 1 for topic in PER_FRAME)  # the node's one publisher of each
-    counts: dict[str, int] = {}
-    for mcap_file in out_bag.glob("*.mcap"):
-        with mcap_file.open("rb") as handle:
-            reader = make_reader(handle, decoder_factories=[DecoderFactory()])
-            for _schema, channel, _message, _decoded in reader.iter_decoded_messages():
-                counts[channel.topic] = counts.get(channel.topic, 0) + 1
+    counts = mcap_topic_counts(out_bag)
     assert counts == {topic: len(msgs) for topic, msgs in mcap_replay["out"].items()}
     # /tf is part of what the replay plays (recorded always; published to the node where tf2 is importable).
     assert [stamp_ns(m.transforms[0]) for m in mcap_replay["out"]["/tf"]] == [

@@ -6,7 +6,7 @@ message, so the same fault reads the same everywhere.
 
 from __future__ import annotations
 
-from depth_ft_ros.enums import TextEnum
+from depth_ft_ros.enums import BadInput, DropReason, TextEnum
 
 
 class Stage(TextEnum):
@@ -17,7 +17,6 @@ class Stage(TextEnum):
     IMAGE_STAMP = "image_stamp"  # stamp checks against the clock
     CAMERA_INFO = "camera_info"  # paired camera_info -> camera of this image
     IMAGE_FRAME_ID = "image_frame_id"  # the outputs' frame
-    SPARSE_INPUT = "sparse_input"  # sparse message -> points in the camera frame
     CHECK = "check"  # FrameProcessor.check_inputs
     NETWORKS = "networks"  # shared forward
     SPARSE = "sparse"  # points -> pixels
@@ -28,21 +27,17 @@ class Stage(TextEnum):
     PUBLISH = "publish"  # messages built and sent (the host's)
 
 
-_INPUT_STAGES = (Stage.IMAGE, Stage.IMAGE_STAMP, Stage.CAMERA_INFO, Stage.IMAGE_FRAME_ID)
-
-
-class FailureKind(TextEnum):
-    """How a failed frame is counted (NodeStats.drop)."""
-
-    BAD_INPUT = "bad_input"  # the input's fault: named, counted, the host goes on
-    NO_CAMERA_INFO = "no_camera_info"  # nothing to pair the image with within sync_tolerance
-    INTERNAL_ERROR = "internal_error"  # not the input's fault: logged with its traceback
+# The bad-input counter of a refusal, named after the input (a later stage's refusal: the frame as a whole).
+_BAD_INPUT_OF_STAGE = {Stage.IMAGE: BadInput.IMAGE, Stage.IMAGE_STAMP: BadInput.IMAGE_STAMP,
+                       Stage.CAMERA_INFO: BadInput.CAMERA_INFO, Stage.IMAGE_FRAME_ID: BadInput.IMAGE_FRAME_ID,
+                       Stage.CHECK: BadInput.IMAGE}
 
 
 class FrameFailure(Exception):
-    """One camera's frame that produced no output. `cause` keeps the original exception (and its traceback)."""
+    """One camera's frame that produced no output, counted under `kind` (DropReason.BAD_INPUT, NO_CAMERA_INFO or
+    INTERNAL_ERROR). `cause` keeps the original exception (and its traceback)."""
 
-    def __init__(self, kind: FailureKind, stage: Stage, message: str, *, camera_name: str = "",
+    def __init__(self, kind: DropReason, stage: Stage, message: str, *, camera_name: str = "",
                  stamp_ns: int | None = None, cause: BaseException | None = None, reported: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
@@ -54,12 +49,9 @@ class FrameFailure(Exception):
         self.reported = reported  # already reported when its input arrived (a refused camera_info): count only
 
     @property
-    def warn_kind(self) -> str:
-        """The counter of a bad input, named after the input: bad_image, bad_image_stamp, bad_camera_info,
-        bad_image_frame_id; bad_frame for what a later stage refused."""
-        if self.stage in _INPUT_STAGES:
-            return f"bad_{self.stage}"
-        return "bad_image" if self.stage is Stage.CHECK else "bad_frame"
+    def warn_kind(self) -> BadInput:
+        """The counter of a bad input, named after the input that was refused."""
+        return _BAD_INPUT_OF_STAGE.get(self.stage, BadInput.FRAME)
 
 
-__all__ = ["FailureKind", "FrameFailure", "Stage"]
+__all__ = ["FrameFailure", "Stage"]

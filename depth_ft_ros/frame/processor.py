@@ -29,9 +29,9 @@ import numpy as np
 from depth_ft_ros.alignment.aligner import AlignmentReport, MetricAligner, aligner_settings
 from depth_ft_ros.alignment.confidence import ConfidenceSettings, cloud_keep_mask, confidence_map, depth_edges
 from depth_ft_ros.config import NodeConfig
-from depth_ft_ros.enums import AlignmentMethod, AlignmentState, Space
+from depth_ft_ros.enums import AlignmentMethod, AlignmentState, DropReason, Space
 from depth_ft_ros.errors import InputError
-from depth_ft_ros.frame.failure import FailureKind, FrameFailure, Stage
+from depth_ft_ros.frame.failure import FrameFailure, Stage
 from depth_ft_ros.geometry.camera import PinholeCamera
 from depth_ft_ros.geometry.cloud import cloud_arrays
 from depth_ft_ros.geometry.rectify import Rectifier, needs_rectification
@@ -189,7 +189,7 @@ class FrameProcessor:
                            f"network's processing size: each side must keep at least {MIN_PROCESSED_SIDE_PX} px "
                            "(aspect ratio too extreme for this processing_resolution)")
         if problem:
-            raise FrameFailure(FailureKind.BAD_INPUT, Stage.CHECK, problem, camera_name=frame.camera_name,
+            raise FrameFailure(DropReason.BAD_INPUT, Stage.CHECK, problem, camera_name=frame.camera_name,
                                stamp_ns=frame.stamp_ns)
 
     # -- per camera -----------------------------------------------------------------------------------------
@@ -335,8 +335,8 @@ def _with_drop_reasons(reason: str, sparse: SparsePoints) -> str:
 def _failure(exc: BaseException, stage: Stage, frame: CameraFrame) -> FrameFailure:
     if isinstance(exc, FrameFailure):
         return exc
-    kind = FailureKind.BAD_INPUT if isinstance(exc, InputError) else FailureKind.INTERNAL_ERROR
-    return FrameFailure(kind, stage, str(exc) if kind is FailureKind.BAD_INPUT else repr(exc),
+    kind = DropReason.BAD_INPUT if isinstance(exc, InputError) else DropReason.INTERNAL_ERROR
+    return FrameFailure(kind, stage, str(exc) if kind is DropReason.BAD_INPUT else repr(exc),
                         camera_name=frame.camera_name, stamp_ns=frame.stamp_ns, cause=exc)
 
 

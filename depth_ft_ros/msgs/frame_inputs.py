@@ -16,8 +16,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.enums import DropReason
 from depth_ft_ros.errors import InputError
-from depth_ft_ros.frame.failure import FailureKind, FrameFailure, Stage
+from depth_ft_ros.frame.failure import FrameFailure, Stage
 from depth_ft_ros.frame.processor import CameraFrame, FrameResult, Outputs
 from depth_ft_ros.frame.stats import NodeStats
 from depth_ft_ros.frame.sync import StampBuffer
@@ -133,12 +134,12 @@ class CameraInputs:
             paired = self._infos.wait_nearest(stamp_ns, int(cfg.sync_tolerance * 1e9), cfg.sync_wait)
             t2 = time.perf_counter()
             if paired is None:
-                raise FrameFailure(FailureKind.NO_CAMERA_INFO, Stage.CAMERA_INFO,
+                raise FrameFailure(DropReason.NO_CAMERA_INFO, Stage.CAMERA_INFO,
                                    f"no camera_info within {cfg.sync_tolerance} s of the image stamp: frame dropped",
                                    camera_name=self.camera_name, stamp_ns=stamp_ns)
             info_frame_id, info_camera = paired
             if isinstance(info_camera, InputError):  # reported when it arrived: count the frame only
-                raise FrameFailure(FailureKind.BAD_INPUT, Stage.CAMERA_INFO, f"camera_info refused: {info_camera}",
+                raise FrameFailure(DropReason.BAD_INPUT, Stage.CAMERA_INFO, f"camera_info refused: {info_camera}",
                                    camera_name=self.camera_name, stamp_ns=stamp_ns, cause=info_camera,
                                    reported=True)
             stage = Stage.CAMERA_INFO
@@ -150,7 +151,7 @@ class CameraInputs:
                                  "camera_frame parameter is not set: outputs would have no frame (set camera_frame, "
                                  "e.g. camera_optical_frame)")
         except InputError as exc:
-            raise FrameFailure(FailureKind.BAD_INPUT, stage, str(exc), camera_name=self.camera_name,
+            raise FrameFailure(DropReason.BAD_INPUT, stage, str(exc), camera_name=self.camera_name,
                                stamp_ns=stamp_ns, cause=exc) from exc
         self.camera_frame = camera_frame
         frame = CameraFrame(rgb, camera, stamp_ns, self.camera_name, camera_frame, outputs=outputs)

@@ -16,8 +16,9 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_ft_ros.config import NodeConfig
+from depth_ft_ros.enums import BadInput, DropReason
 from depth_ft_ros.errors import InputError
-from depth_ft_ros.frame.failure import FailureKind, FrameFailure, Stage
+from depth_ft_ros.frame.failure import FrameFailure, Stage
 from depth_ft_ros.frame.processor import CameraFrame, FrameResult, Outputs
 from depth_ft_ros.frame.stats import NodeStats
 from depth_ft_ros.frame.sync import StampBuffer
@@ -145,7 +146,7 @@ class CameraStream:
                 else:
                     msg = serialized
             except InputError as exc:
-                raise FrameFailure(FailureKind.BAD_INPUT, Stage.IMAGE, str(exc), camera_name=self.camera,
+                raise FrameFailure(DropReason.BAD_INPUT, Stage.IMAGE, str(exc), camera_name=self.camera,
                                    stamp_ns=stamp_ns, cause=exc) from exc
             timings_ms["convert_image"] = (time.perf_counter() - t0) * 1e3  # the image's deserialization
             frame = self.inputs.assemble(cfg, msg, now_ns, self.pubs.wanted_outputs(), timings_ms)
@@ -154,7 +155,7 @@ class CameraStream:
         except FrameFailure as failure:
             self.failed(failure)
         except Exception as exc:  # a bug, not the input's fault: counted, logged with its traceback, node goes on
-            self.failed(FrameFailure(FailureKind.INTERNAL_ERROR, Stage.IMAGE, repr(exc), camera_name=self.camera,
+            self.failed(FrameFailure(DropReason.INTERNAL_ERROR, Stage.IMAGE, repr(exc), camera_name=self.camera,
                                      stamp_ns=stamp_ns, cause=exc))
         return None
 
@@ -171,7 +172,7 @@ class CameraStream:
             pubs.publish(prepared.header, result)
             publish_ms = (time.perf_counter() - t0) * 1e3  # build and publish every output message
         except Exception as exc:
-            self.failed(FrameFailure(FailureKind.INTERNAL_ERROR, Stage.PUBLISH, repr(exc), camera_name=self.camera,
+            self.failed(FrameFailure(DropReason.INTERNAL_ERROR, Stage.PUBLISH, repr(exc), camera_name=self.camera,
                                      stamp_ns=result.stamp_ns, cause=exc))
             return False
         self.inputs.count_dropped_points(cfg, result)
@@ -187,13 +188,13 @@ class CameraStream:
 
     def failed(self, failure: FrameFailure) -> None:
         """Count a frame that produced no output under its kind, and say why (bad input: which input and field)."""
-        self.stats.drop(str(failure.kind))
-        if failure.kind is FailureKind.BAD_INPUT:
+        self.stats.drop(failure.kind)
+        if failure.kind is DropReason.BAD_INPUT:
             if not failure.reported:
                 self.report.bad_input(failure.warn_kind, failure.message)
             return
-        if failure.kind is FailureKind.NO_CAMERA_INFO:
-            self.report.bad_input("no_camera_info", failure.message)
+        if failure.kind is DropReason.NO_CAMERA_INFO:
+            self.report.bad_input(BadInput.NO_CAMERA_INFO, failure.message)
             return
         where = f" of camera {self.camera}" if self.camera else ""
         stamp = failure.stamp_ns if failure.stamp_ns is not None else -1

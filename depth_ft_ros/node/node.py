@@ -83,8 +83,8 @@ class DepthFtNode(LifecycleNode):
         self._pending_config: LatestSlot[tuple[int, NodeConfig]] = LatestSlot()
         self._generation = 0
         self._applied: tuple[int, NodeConfig] = (0, self.config)
-        # Per published frame: the config generation the pipeline ran with at its start and at its end (-1: a
-        # config the worker did not apply). Equal pairs = one configuration per frame.
+        # Per published frame: the config generation applied when its step started and when it was published.
+        # Equal pairs = no configuration was applied while the frame was in the processor.
         self.frame_config_generations: deque[tuple[int, int]] = deque(maxlen=1000)
         self._middleware = describe_middleware()  # the environment the participant was created with
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -374,7 +374,7 @@ class DepthFtNode(LifecycleNode):
         # 3. Each camera's outputs.
         for (stream, prepared), result in zip(ready, results, strict=True):
             if stream.deliver(cfg, prepared, result, work_start_s):
-                self.frame_config_generations.append((generation, generation if processor.config is cfg else -1))
+                self.frame_config_generations.append((generation, self._applied[0]))
 
     # -- reporting -----------------------------------------------------------------------------------------
 
