@@ -26,7 +26,7 @@ from depth_ft_ros.replay.rosbag_io import BagReader, BagWriter, keep_last_qos
 
 OUTPUT_BAG = "bag"  # the rosbag2 folder inside a bag's output folder
 TABLE = "frames.parquet"
-OUTPUT_QOS = [keep_last_qos(5)]  # what the node's publishers offer (node/publishers.py OUTPUT_QOS)
+OUTPUT_QOS = [keep_last_qos(5)]  # what the node's publishers offer (node/camera_stream.py OUTPUT_QOS)
 
 
 @dataclass
